@@ -1,0 +1,20 @@
+//! Core types of m2ugen-web, shared by every other crate and free of GPU and I/O.
+//!
+//! - [`DType`]: the element types a tensor can hold on the GPU.
+//! - [`quant`]: the group-wise 8-bit and 4-bit weight format (the one place it is defined).
+//! - [`split`]: how a tensor larger than one storage binding is cut into row chunks.
+//! - [`cpu`]: plain-Rust reference implementations (the "CPU twins") of every GPU kernel.
+//! - [`rng`]: a small seeded random number generator for tests, benchmarks and sampling.
+//!
+//! What this crate does not do: run anything on a GPU, read files or talk to the network.
+#![deny(missing_docs)]
+
+pub mod cpu;
+mod dtype;
+mod error;
+pub mod quant;
+pub mod rng;
+pub mod split;
+
+pub use dtype::DType;
+pub use error::{Error, Result};

@@ -1,0 +1,6 @@
+fn main() {
+    cfg_aliases::cfg_aliases! {
+        web: { target_arch = "wasm32" },
+        native: { not(target_arch = "wasm32") },
+    }
+}

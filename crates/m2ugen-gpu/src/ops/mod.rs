@@ -1,0 +1,45 @@
+//! Launchers: one typed function per kernel entry point, as methods of [`Recorder`].
+//!
+//! Each checks its inputs' shapes and dtypes, allocates the output, and records one op per chunk
+//! it touches. Shapes are destructured where they enter.
+
+mod elementwise;
+mod embed;
+mod linear;
+mod norm;
+mod rope;
+mod softmax;
+
+pub use elementwise::Unary;
+pub use linear::MATVEC_MAX_ROWS;
+pub use rope::RopeTable;
+
+use crate::registry::Elem;
+use crate::{Error, Gpu, GpuTensor, Result};
+use m2ugen_core::DType;
+
+/// The element type of a float tensor, checked against the device.
+pub(crate) fn elem_of(gpu: &Gpu, op: &'static str, what: &'static str, t: &GpuTensor) -> Result<Elem> {
+    match t.dtype() {
+        DType::F32 => Ok(Elem::F32),
+        DType::F16 if gpu.has_f16() => Ok(Elem::F16),
+        DType::F16 => Err(Error::MissingFeature { adapter: gpu.info.name.clone(), feature: "shader-f16" }),
+        DType::U32 => Err(Error::DType { op, what, expected: "f32 or f16", got: t.dtype() }),
+    }
+}
+
+/// Fails unless `t` has dtype `dtype`.
+pub(crate) fn expect_dtype(op: &'static str, what: &'static str, t: &GpuTensor, dtype: DType) -> Result<()> {
+    if t.dtype() != dtype {
+        return Err(Error::DType { op, what, expected: dtype.name(), got: t.dtype() });
+    }
+    Ok(())
+}
+
+/// Fails unless `t` holds exactly `len` elements.
+pub(crate) fn expect_len(op: &'static str, what: &'static str, t: &GpuTensor, len: usize) -> Result<()> {
+    if t.numel() != len {
+        return Err(Error::Shape { op, what, expected: format!("{len} elements"), got: t.shape().to_vec() });
+    }
+    Ok(())
+}

@@ -1,0 +1,62 @@
+//! Everything that differs between the browser and native targets, in one place.
+
+use crate::{Error, Result};
+
+/// The backends an instance is created with.
+pub fn backends() -> wgpu::Backends {
+    #[cfg(web)]
+    {
+        wgpu::Backends::BROWSER_WEBGPU
+    }
+    #[cfg(native)]
+    {
+        wgpu::Backends::PRIMARY
+    }
+}
+
+/// Fails with a clear message where the browser has no WebGPU at all.
+pub fn check_webgpu_present() -> Result<()> {
+    #[cfg(web)]
+    {
+        let global = js_sys::global();
+        let navigator = js_sys::Reflect::get(&global, &"navigator".into()).unwrap_or(wasm_bindgen::JsValue::UNDEFINED);
+        let gpu = if navigator.is_undefined() {
+            wasm_bindgen::JsValue::UNDEFINED
+        } else {
+            js_sys::Reflect::get(&navigator, &"gpu".into()).unwrap_or(wasm_bindgen::JsValue::UNDEFINED)
+        };
+        if gpu.is_undefined() || gpu.is_null() {
+            return Err(Error::NoWebGpu);
+        }
+    }
+    Ok(())
+}
+
+/// Waits for every submitted command and map callback: natively by polling the device, in the
+/// browser by yielding to the event loop until `done` resolves.
+pub async fn wait<T>(device: &wgpu::Device, done: futures_channel::oneshot::Receiver<T>, what: &str) -> Result<T> {
+    #[cfg(native)]
+    {
+        device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Gpu { what: what.to_string(), message: e.to_string() })?;
+    }
+    #[cfg(web)]
+    let _ = device;
+    done.await.map_err(|_| Error::Readback { what: what.to_string(), message: "the map callback never ran".into() })
+}
+
+/// Milliseconds from a monotonic clock, for benchmarks.
+pub fn now_ms() -> f64 {
+    #[cfg(native)]
+    {
+        use std::sync::OnceLock;
+        use std::time::Instant;
+        static START: OnceLock<Instant> = OnceLock::new();
+        START.get_or_init(Instant::now).elapsed().as_secs_f64() * 1e3
+    }
+    #[cfg(web)]
+    {
+        web_sys::window().and_then(|w| w.performance()).map_or(0.0, |p| p.now())
+    }
+}

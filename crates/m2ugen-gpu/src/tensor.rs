@@ -1,0 +1,194 @@
+//! Tensors on the GPU, split into row chunks when larger than one storage binding.
+
+use crate::{platform, Error, Gpu, Result};
+use half::f16;
+use m2ugen_core::{split::row_chunks, DType};
+use std::ops::Range;
+
+/// A run of whole rows of a tensor in its own buffer.
+#[derive(Clone, Debug)]
+pub struct Chunk {
+    /// The rows it holds.
+    pub rows: Range<usize>,
+    /// The buffer.
+    pub buffer: wgpu::Buffer,
+}
+
+/// A tensor on the GPU: shape, dtype and one buffer per chunk of rows. Rows are every dimension
+/// but the last; most tensors are one chunk.
+#[derive(Clone, Debug)]
+pub struct GpuTensor {
+    shape: Vec<usize>,
+    dtype: DType,
+    chunks: Vec<Chunk>,
+}
+
+impl GpuTensor {
+    /// The shape.
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    /// The element type.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// The chunks, in row order.
+    pub fn chunks(&self) -> &[Chunk] {
+        &self.chunks
+    }
+
+    /// Elements in all.
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// Length of the last dimension (1 for a scalar).
+    pub fn cols(&self) -> usize {
+        self.shape.last().copied().unwrap_or(1)
+    }
+
+    /// Product of all dimensions but the last.
+    pub fn rows(&self) -> usize {
+        self.shape[..self.shape.len().saturating_sub(1)].iter().product()
+    }
+
+    /// Bytes of data.
+    pub fn bytes(&self) -> u64 {
+        (self.numel() * self.dtype.size()) as u64
+    }
+
+    /// The buffer of a tensor that must sit in one binding, or an error naming `op` and `what`.
+    pub fn single(&self, gpu: &Gpu, op: &'static str, what: &'static str) -> Result<wgpu::Buffer> {
+        match self.chunks.as_slice() {
+            [one] => Ok(one.buffer.clone()),
+            _ => Err(Error::TooLargeForBinding { op, what, bytes: self.bytes(), limit: gpu.split_at() }),
+        }
+    }
+}
+
+fn buffer_size(elems: usize, dtype: DType) -> u64 {
+    // Copies need multiples of 4 bytes; bindings need a non-zero size.
+    ((elems * dtype.size()) as u64).div_ceil(4).max(4) * 4
+}
+
+impl Gpu {
+    fn new_buffer(&self, label: &str, size: u64) -> wgpu::Buffer {
+        self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        })
+    }
+
+    /// A zero-filled tensor, split across bindings where needed.
+    pub fn zeros(&self, what: &str, shape: &[usize], dtype: DType) -> Result<GpuTensor> {
+        let cols = shape.last().copied().unwrap_or(1);
+        let rows: usize = shape[..shape.len().saturating_sub(1)].iter().product();
+        let plan = row_chunks(what, rows, (cols * dtype.size()) as u64, self.split_at())?;
+        let chunks = plan
+            .into_iter()
+            .map(|r| Chunk { buffer: self.new_buffer(what, buffer_size(r.len() * cols, dtype)), rows: r })
+            .collect();
+        Ok(GpuTensor { shape: shape.to_vec(), dtype, chunks })
+    }
+
+    /// Uploads raw little-endian element bytes.
+    pub fn upload_bytes(&self, what: &str, shape: &[usize], dtype: DType, bytes: &[u8]) -> Result<GpuTensor> {
+        let numel: usize = shape.iter().product();
+        if bytes.len() != numel * dtype.size() {
+            return Err(m2ugen_core::Error::Length { what: format!("{what} bytes"), expected: numel * dtype.size(), got: bytes.len() }.into());
+        }
+        let t = self.zeros(what, shape, dtype)?;
+        let row_bytes = t.cols() * dtype.size();
+        for c in &t.chunks {
+            let data = &bytes[c.rows.start * row_bytes..c.rows.end * row_bytes];
+            let mut padded;
+            let data = if data.len() % 4 == 0 {
+                data
+            } else {
+                padded = data.to_vec();
+                padded.resize(data.len().div_ceil(4) * 4, 0);
+                &padded
+            };
+            if !data.is_empty() {
+                self.queue.write_buffer(&c.buffer, 0, data);
+            }
+        }
+        Ok(t)
+    }
+
+    /// Uploads f32 values as a tensor of `dtype` (f32 or f16).
+    pub fn upload(&self, what: &str, shape: &[usize], dtype: DType, data: &[f32]) -> Result<GpuTensor> {
+        match dtype {
+            DType::F32 => self.upload_bytes(what, shape, dtype, bytemuck::cast_slice(data)),
+            DType::F16 => {
+                let h: Vec<f16> = data.iter().map(|&v| f16::from_f32(v)).collect();
+                self.upload_bytes(what, shape, dtype, bytemuck::cast_slice(&h))
+            }
+            DType::U32 => Err(Error::DType { op: "upload", what: "values", expected: "f32 or f16", got: dtype }),
+        }
+    }
+
+    /// Uploads u32 values (token ids).
+    pub fn upload_u32(&self, what: &str, shape: &[usize], data: &[u32]) -> Result<GpuTensor> {
+        self.upload_bytes(what, shape, DType::U32, bytemuck::cast_slice(data))
+    }
+
+    /// Reads a tensor back as raw bytes, every chunk in order.
+    pub async fn read_bytes(&self, t: &GpuTensor) -> Result<Vec<u8>> {
+        let row_bytes = t.cols() * t.dtype.size();
+        let total = t.numel() * t.dtype.size();
+        let size = (total as u64).div_ceil(4).max(1) * 4;
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("readback"),
+            size,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut encoder = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("readback") });
+        for c in &t.chunks {
+            let bytes = (c.rows.len() * row_bytes) as u64;
+            let offset = (c.rows.start * row_bytes) as u64;
+            // Copies move whole words; an f16 chunk of odd length ends mid-word only in the last chunk.
+            let bytes = bytes.div_ceil(4) * 4;
+            if bytes > 0 {
+                encoder.copy_buffer_to_buffer(&c.buffer, 0, &staging, offset, bytes.min(size - offset));
+            }
+        }
+        self.queue.submit([encoder.finish()]);
+        let (tx, rx) = futures_channel::oneshot::channel();
+        staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        platform::wait(&self.device, rx, "readback")
+            .await?
+            .map_err(|e| Error::Readback { what: format!("{:?}", t.shape), message: e.to_string() })?;
+        self.check("readback")?;
+        let view = staging
+            .slice(..)
+            .get_mapped_range()
+            .map_err(|e| Error::Readback { what: format!("{:?}", t.shape), message: e.to_string() })?;
+        let out = view[..total].to_vec();
+        drop(view);
+        staging.unmap();
+        Ok(out)
+    }
+
+    /// Reads an f32 or f16 tensor back as f32.
+    pub async fn read(&self, t: &GpuTensor) -> Result<Vec<f32>> {
+        let bytes = self.read_bytes(t).await?;
+        match t.dtype {
+            DType::F32 => Ok(bytemuck::pod_collect_to_vec::<u8, f32>(&bytes)),
+            DType::F16 => Ok(bytemuck::pod_collect_to_vec::<u8, f16>(&bytes).into_iter().map(f16::to_f32).collect()),
+            DType::U32 => Err(Error::DType { op: "read", what: "tensor", expected: "f32 or f16", got: t.dtype }),
+        }
+    }
+
+    /// Reads a u32 tensor back.
+    pub async fn read_u32(&self, t: &GpuTensor) -> Result<Vec<u32>> {
+        Ok(bytemuck::pod_collect_to_vec::<u8, u32>(&self.read_bytes(t).await?))
+    }
+}

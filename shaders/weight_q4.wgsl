@@ -1,0 +1,39 @@
+// Weight access for 4-bit group-wise weights (format: crates/m2ugen-core/src/quant.rs), shared by
+// matmul and matvec (prepended by the registry). Dequantisation happens here, in the kernel.
+//
+// Binding 2: wq     (rows, padded_k / 8) u32, nibble j of a word = value 8*word + j, stored as q + 8
+// Binding 5: wscale (rows, ceil(groups / 2)) u32, two f16 scales a word, even group low
+// The including kernel provides `p.k` and `x`. Same functions as weight_float.wgsl.
+
+@group(0) @binding(2) var<storage, read> wq: array<u32>;
+@group(0) @binding(5) var<storage, read> wscale: array<u32>;
+
+const W_BLOCK: u32 = 8u;
+
+fn w_groups() -> u32 {
+    return (p.k + 31u) / 32u;
+}
+
+fn w_scale(r: u32, c: u32) -> f32 {
+    let g = c / 32u;
+    let word = wscale[r * ((w_groups() + 1u) / 2u) + g / 2u];
+    return unpack2x16float(word)[g % 2u];
+}
+
+fn w_load(r: u32, c: u32) -> f32 {
+    let word = wq[r * w_groups() * 4u + c / 8u];
+    return (f32(extractBits(word, 4u * (c % 8u), 4u)) - 8.0) * w_scale(r, c);
+}
+
+fn w_block_dot(r: u32, blk: u32, xb: u32) -> f32 {
+    let word = wq[r * w_groups() * 4u + blk];
+    let c0 = blk * W_BLOCK;
+    var s = 0.0;
+    for (var j = 0u; j < W_BLOCK; j++) {
+        let c = c0 + j;
+        if (c < p.k) {
+            s += (f32(extractBits(word, 4u * j, 4u)) - 8.0) * f32(x[xb + c]);
+        }
+    }
+    return s * w_scale(r, c0);
+}
