@@ -149,6 +149,11 @@ impl Gpu {
 
     /// Fails if the device was lost or reported an error since the last check.
     pub fn check(&self, what: &str) -> Result<()> {
+        if self.errors.lock().is_ok_and(|e| !e.is_empty()) {
+            // Errors after a device loss are its symptoms: let a pending loss callback run first
+            // so that the loss is what gets reported.
+            platform::poll(&self.device);
+        }
         if let Some(reason) = self.lost.lock().ok().and_then(|l| l.clone()) {
             return Err(Error::DeviceLost(reason));
         }

@@ -46,6 +46,14 @@ pub async fn wait<T>(device: &wgpu::Device, done: futures_channel::oneshot::Rece
     done.await.map_err(|_| Error::Readback { what: what.to_string(), message: "the map callback never ran".into() })
 }
 
+/// Runs pending device callbacks without blocking (natively; the browser runs them itself).
+pub fn poll(device: &wgpu::Device) {
+    #[cfg(native)]
+    let _ = device.poll(wgpu::PollType::Poll);
+    #[cfg(web)]
+    let _ = device;
+}
+
 /// Milliseconds from a monotonic clock, for benchmarks.
 pub fn now_ms() -> f64 {
     #[cfg(native)]

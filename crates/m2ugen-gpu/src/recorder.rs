@@ -85,10 +85,15 @@ impl<'g> Recorder<'g> {
             offsets.push(arena.len() * 4);
             arena.extend_from_slice(&op.params);
         }
-        let uniforms = wgpu::util::DeviceExt::create_buffer_init(
-            &gpu.device,
-            &wgpu::util::BufferInitDescriptor { label: Some("op parameters"), contents: bytemuck::cast_slice(&arena), usage: wgpu::BufferUsages::UNIFORM },
-        );
+        // Plain create + write (not create_buffer_init): on a lost device this reports an error
+        // instead of panicking in the mapping.
+        let uniforms = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("op parameters"),
+            size: (arena.len() * 4) as u64,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        gpu.queue.write_buffer(&uniforms, 0, bytemuck::cast_slice(&arena));
         let groups: Vec<wgpu::BindGroup> = self
             .ops
             .iter()

@@ -1,0 +1,129 @@
+//! The test harness shared by every GPU suite, natively (lavapipe or a real GPU) and in headless
+//! Chromium (WebGPU on SwiftShader).
+//!
+//! - [`gpu_test!`]: one test body, run as `#[test]` natively for f32 and f16, and as
+//!   `#[wasm_bindgen_test]` in the browser for f32 (SwiftShader has no `shader-f16`).
+//! - [`Tol`]: the tolerance table, one entry per element type.
+//! - [`assert_close`]: compares with a CPU twin and names the first bad index.
+//! - [`SHAPES`]: the awkward sizes tests draw from.
+#![allow(clippy::unwrap_used)]
+
+pub use anyhow::{ensure, Result};
+use m2ugen_gpu::registry::Elem;
+use m2ugen_gpu::{F16Mode, Gpu, GpuOptions};
+
+/// Sizes that catch edge cases: one, odd, around a workgroup of 64, large and odd.
+pub const SHAPES: [usize; 6] = [1, 7, 63, 64, 65, 1000];
+
+/// Tolerance: `|ours - reference| <= atol + rtol * |reference|`.
+#[derive(Clone, Copy, Debug)]
+pub struct Tol {
+    /// Absolute part.
+    pub atol: f32,
+    /// Relative part.
+    pub rtol: f32,
+}
+
+impl Tol {
+    /// The table. f32 kernels accumulate in f32 against f64 references; f16 kernels store f16
+    /// (relative step 2^-11) and accumulate in f32, against references computed from the same
+    /// f16-rounded inputs.
+    pub fn of(elem: Elem) -> Tol {
+        match elem {
+            Elem::F32 => Tol { atol: 1e-5, rtol: 1e-4 },
+            Elem::F16 => Tol { atol: 2e-3, rtol: 2e-3 },
+        }
+    }
+}
+
+/// Element types the native suite runs: f32 and f16. Set `M2UGEN_NO_F16=1` on a device without
+/// `shader-f16` to run f32 only (lavapipe, Metal, Vulkan on most GPUs all have it).
+pub fn native_elems() -> Vec<Elem> {
+    if std::env::var_os("M2UGEN_NO_F16").is_some() { vec![Elem::F32] } else { Elem::ALL.to_vec() }
+}
+
+/// Rounds values to what the element type stores, so a reference sees the kernel's inputs.
+pub fn round_to(elem: Elem, v: &[f32]) -> Vec<f32> {
+    match elem {
+        Elem::F32 => v.to_vec(),
+        Elem::F16 => v.iter().map(|&x| half::f16::from_f32(x).to_f32()).collect(),
+    }
+}
+
+/// Fails naming the first element outside `tol`, with both values and the shape.
+pub fn assert_close(what: &str, ours: &[f32], reference: &[f32], tol: Tol, shape: &[usize]) -> Result<()> {
+    ensure!(ours.len() == reference.len(), "{what} {shape:?}: {} values, reference has {}", ours.len(), reference.len());
+    for (i, (&a, &b)) in ours.iter().zip(reference).enumerate() {
+        let ok = (a - b).abs() <= tol.atol + tol.rtol * b.abs();
+        ensure!(ok, "{what} {shape:?}: index {i}: ours {a}, reference {b} (atol {}, rtol {})", tol.atol, tol.rtol);
+    }
+    Ok(())
+}
+
+/// A device for element type `elem` (f16 is required to be there when asked for).
+pub async fn gpu(elem: Elem) -> Gpu {
+    gpu_with(GpuOptions { f16: if elem == Elem::F16 { F16Mode::Require } else { F16Mode::Auto }, ..Default::default() }).await
+}
+
+/// A device with explicit options; panics with the runtime's message when there is none.
+pub async fn gpu_with(options: GpuOptions) -> Gpu {
+    match Gpu::new(options).await {
+        Ok(gpu) => gpu,
+        Err(e) => panic!("GPU tests need a WebGPU/Vulkan adapter: {e}"),
+    }
+}
+
+/// Runs a future to completion natively, failing (not hanging) after `limit` seconds.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn block_on<F: std::future::Future<Output = ()> + Send + 'static>(name: &'static str, limit: u64, f: F) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let handle = std::thread::spawn(move || {
+        pollster::block_on(f);
+        let _ = tx.send(());
+    });
+    match rx.recv_timeout(std::time::Duration::from_secs(limit)) {
+        Ok(()) => {}
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+            if let Err(panic) = handle.join() {
+                std::panic::resume_unwind(panic);
+            }
+        }
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => panic!("{name}: no result after {limit} s (is the GPU driver hung?)"),
+    }
+}
+
+/// One test body for both targets:
+///
+/// ```text
+/// gpu_test!(async fn softmax_rows(gpu, elem) { ...; Ok(()) });
+/// ```
+/// `gpu: &Gpu` and `elem: Elem` are in scope; the body returns `anyhow::Result<()>`.
+#[macro_export]
+macro_rules! gpu_test {
+    (async fn $name:ident($gpu:ident, $elem:ident) $body:block) => {
+        #[cfg(not(target_arch = "wasm32"))]
+        #[test]
+        fn $name() {
+            async fn inner($gpu: &m2ugen_gpu::Gpu, $elem: m2ugen_gpu::registry::Elem) -> $crate::Result<()> $body
+            $crate::block_on(stringify!($name), 300, async {
+                for elem in $crate::native_elems() {
+                    let gpu = $crate::gpu(elem).await;
+                    if let Err(e) = inner(&gpu, elem).await {
+                        panic!("{} ({elem:?}): {e:#}", stringify!($name));
+                    }
+                }
+            });
+        }
+
+        #[cfg(target_arch = "wasm32")]
+        #[wasm_bindgen_test::wasm_bindgen_test]
+        async fn $name() {
+            async fn inner($gpu: &m2ugen_gpu::Gpu, $elem: m2ugen_gpu::registry::Elem) -> $crate::Result<()> $body
+            let elem = m2ugen_gpu::registry::Elem::F32;
+            let gpu = $crate::gpu(elem).await;
+            if let Err(e) = inner(&gpu, elem).await {
+                panic!("{} ({elem:?}): {e:#}", stringify!($name));
+            }
+        }
+    };
+}
