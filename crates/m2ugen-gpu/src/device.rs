@@ -70,7 +70,7 @@ impl Gpu {
                 apply_limit_buckets: false,
             })
             .await
-            .map_err(|e| Error::NoAdapter { detail: e.to_string() })?;
+            .map_err(|e| Error::NoAdapter { detail: e.to_string(), hint: platform::NO_ADAPTER_HINT })?;
         let info = adapter.get_info();
         let limits = adapter.limits();
         for (limit, get, need) in NEEDS {

@@ -5,10 +5,12 @@ pub enum Error {
     #[error("this browser does not offer WebGPU (no navigator.gpu): use a recent Chrome, Edge or Safari, or Firefox with WebGPU enabled")]
     NoWebGpu,
     /// No adapter could be found.
-    #[error("no GPU adapter was found ({detail}); natively, install a Vulkan, Metal or DX12 driver (e.g. Mesa's lavapipe: apt-get install mesa-vulkan-drivers)")]
+    #[error("no GPU adapter was found ({detail}); {hint}")]
     NoAdapter {
         /// What wgpu said.
         detail: String,
+        /// What to do about it on this platform.
+        hint: &'static str,
     },
     /// The adapter lacks a feature that was required.
     #[error("the GPU adapter '{adapter}' lacks the '{feature}' feature")]

@@ -2,6 +2,13 @@
 
 use crate::{Error, Result};
 
+/// What to do when no adapter is found.
+#[cfg(web)]
+pub const NO_ADAPTER_HINT: &str = "WebGPU may be disabled or blocked for this GPU: check chrome://gpu (or your browser's equivalent), update the GPU driver, or try another browser";
+/// What to do when no adapter is found.
+#[cfg(native)]
+pub const NO_ADAPTER_HINT: &str = "install a Vulkan, Metal or DX12 driver (on Linux without a GPU, Mesa's lavapipe: apt-get install mesa-vulkan-drivers)";
+
 /// The backends an instance is created with.
 pub fn backends() -> wgpu::Backends {
     #[cfg(web)]

@@ -163,10 +163,10 @@ impl Gpu {
         staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
             let _ = tx.send(r);
         });
-        platform::wait(&self.device, rx, "readback")
-            .await?
-            .map_err(|e| Error::Readback { what: format!("{:?}", t.shape), message: e.to_string() })?;
+        let mapped = platform::wait(&self.device, rx, "readback").await?;
+        // A failed map is most often a lost device: report that first.
         self.check("readback")?;
+        mapped.map_err(|e| Error::Readback { what: format!("{:?}", t.shape), message: e.to_string() })?;
         let view = staging
             .slice(..)
             .get_mapped_range()

@@ -121,3 +121,22 @@ gpu_test!(async fn a_lost_device_is_reported(gpu, elem) {
     ensure!(e.contains("lost") || e.contains("destroyed") || e.contains("Destroyed"), "expected a lost-device error, got '{e}'");
     Ok(())
 });
+
+/// The browser path of "no WebGPU": `navigator.gpu` hidden, then restored.
+#[cfg(target_arch = "wasm32")]
+#[wasm_bindgen_test::wasm_bindgen_test]
+async fn a_browser_without_webgpu_is_told_so() {
+    use wasm_bindgen::JsValue;
+    let navigator = js_sys::Reflect::get(&js_sys::global(), &"navigator".into()).unwrap();
+    let desc = js_sys::Object::new();
+    js_sys::Reflect::set(&desc, &"value".into(), &JsValue::UNDEFINED).unwrap();
+    js_sys::Reflect::set(&desc, &"configurable".into(), &JsValue::TRUE).unwrap();
+    js_sys::Object::define_property(&navigator.clone().into(), &"gpu".into(), &desc);
+    let result = m2ugen_gpu::Gpu::new(GpuOptions::default()).await;
+    js_sys::Reflect::delete_property(&navigator.into(), &"gpu".into()).unwrap();
+    match result {
+        Err(e @ Error::NoWebGpu) => assert!(e.to_string().contains("does not offer WebGPU"), "{e}"),
+        Err(e) => panic!("expected NoWebGpu, got {e}"),
+        Ok(_) => panic!("expected NoWebGpu, got a device"),
+    }
+}
