@@ -137,9 +137,10 @@ impl Gpu {
 
     /// One line describing the adapter: name, backend, type, f16, binding limit.
     pub fn describe(&self) -> String {
+        let name = if self.info.name.is_empty() { "unnamed adapter (the browser hides its name)" } else { &self.info.name };
         format!(
             "{} ({:?}, {:?}), shader-f16: {}, max binding {} MiB",
-            self.info.name,
+            name,
             self.info.backend,
             self.info.device_type,
             if self.f16 { "yes" } else { "no" },
@@ -164,6 +165,16 @@ impl Gpu {
             return Err(Error::Gpu { what: what.to_string(), message });
         }
         Ok(())
+    }
+
+    /// Waits until every submitted command has finished.
+    pub async fn sync(&self) -> Result<()> {
+        let (tx, rx) = futures_channel::oneshot::channel();
+        self.queue.on_submitted_work_done(move || {
+            let _ = tx.send(());
+        });
+        platform::wait(&self.device, rx, "waiting for the GPU").await?;
+        self.check("waiting for the GPU")
     }
 
     /// Destroys the device (to test the lost-device path).

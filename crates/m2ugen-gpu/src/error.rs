@@ -5,7 +5,7 @@ pub enum Error {
     #[error("this browser does not offer WebGPU (no navigator.gpu): use a recent Chrome, Edge or Safari, or Firefox with WebGPU enabled")]
     NoWebGpu,
     /// No adapter could be found.
-    #[error("no GPU adapter was found ({detail}); {hint}")]
+    #[error("no GPU adapter was found: {hint} (details: {detail})")]
     NoAdapter {
         /// What wgpu said.
         detail: String,

@@ -1,0 +1,52 @@
+//! The command line as a user meets it: exit codes, one-line messages, a benchmark that runs.
+#![allow(clippy::unwrap_used)]
+
+use std::process::{Command, Output};
+
+fn m2ugen(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_m2ugen"));
+    cmd.args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+/// stderr without the loader's own chatter (Mesa prints XDG_RUNTIME_DIR warnings on some hosts).
+fn our_stderr(out: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&out.stderr).lines().filter(|l| l.starts_with("m2ugen:")).map(str::to_string).collect()
+}
+
+#[test]
+fn bad_arguments_give_one_line_and_exit_code_2() {
+    for args in [&["bench", "--bogus"][..], &["bench", "matvec", "--k", "0"], &["bench", "--weights", "q3"], &["frobnicate"]] {
+        let out = m2ugen(args, &[]);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let lines = our_stderr(&out);
+        assert_eq!(lines.len(), 1, "{args:?}: {lines:?}");
+        assert!(lines[0].ends_with("(see m2ugen --help)"), "{}", lines[0]);
+    }
+    let out = m2ugen(&["bench", "--weights", "q3"], &[]);
+    assert!(our_stderr(&out)[0].contains("'q3'"), "the bad value is named");
+}
+
+#[test]
+fn no_gpu_driver_is_reported_in_one_line_not_a_hang() {
+    let out = m2ugen(&["info"], &[("VK_ICD_FILENAMES", "/nonexistent.json"), ("VK_DRIVER_FILES", "/nonexistent.json")]);
+    assert_eq!(out.status.code(), Some(1));
+    let lines = our_stderr(&out);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].starts_with("m2ugen: no GPU adapter was found"), "{}", lines[0]);
+    assert!(lines[0].contains("mesa-vulkan-drivers"), "the fix is named: {}", lines[0]);
+}
+
+#[test]
+fn bench_reports_throughput_and_the_copy_ratio() {
+    let out = m2ugen(&["bench", "matvec", "--weights", "q4", "--k", "100", "--n", "33", "--iters", "2"], &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let line = stdout.lines().find(|l| l.starts_with("matvec_q4")).expect("a matvec_q4 line");
+    for part in ["m=1 k=100 n=33", "GB/s", "GFLOP/s", "x copy"] {
+        assert!(line.contains(part), "missing {part}: {line}");
+    }
+}
