@@ -1,6 +1,7 @@
 //! Core types of m2ugen-web, shared by every other crate and free of GPU and I/O.
 //!
 //! - [`DType`]: the element types a tensor can hold on the GPU.
+//! - [`config`]: model configurations with the paper's sizes and `tiny()` test sizes.
 //! - [`quant`]: the group-wise 8-bit and 4-bit weight format (the one place it is defined).
 //! - [`split`]: how a tensor larger than one storage binding is cut into row chunks.
 //! - [`cpu`]: plain-Rust reference implementations (the "CPU twins") of every GPU kernel.
@@ -9,6 +10,7 @@
 //! What this crate does not do: run anything on a GPU, read files or talk to the network.
 #![deny(missing_docs)]
 
+pub mod config;
 pub mod cpu;
 mod dtype;
 mod error;

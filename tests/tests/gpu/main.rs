@@ -6,4 +6,5 @@
 wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
 
 mod kernels;
+mod layers;
 mod runtime;

@@ -1,0 +1,31 @@
+//! The M2UGen pipeline: from a prompt and media to text and music.
+//!
+//! Today it holds [`sampling`]: choosing the next token from logits (greedy, temperature,
+//! top-k, top-p) with a seeded generator, the same on every target. Generation with the KV cache,
+//! batching, streaming and cancelling arrive with the LLM (issue #4).
+#![deny(missing_docs)]
+
+pub mod sampling;
+
+pub use sampling::{sample, Sampling};
+
+/// Errors of the pipeline, each naming the setting at fault.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum Error {
+    /// A sampling setting is out of its range.
+    #[error("sampling: {setting} = {value} is out of range ({range})")]
+    Setting {
+        /// The setting.
+        setting: &'static str,
+        /// Its value, as given.
+        value: String,
+        /// The allowed range.
+        range: &'static str,
+    },
+    /// There is nothing to sample from.
+    #[error("sampling: the logits are empty")]
+    NoLogits,
+}
+
+/// Result with the pipeline [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,273 @@
+//! The weight format, version `m2ugen-weights/1`.
+//!
+//! A model is a `manifest.json` beside shard files, all served from one base URL (or directory):
+//!
+//! ```json
+//! {
+//!   "format": "m2ugen-weights/1",
+//!   "model": "m2ugen-musicgen-small", "version": "2026-11-24",
+//!   "components": { "llama": { ... } },
+//!   "tokenizer": { "file": "tokenizer.json", "bytes": 1842767, "sha256": "…" },
+//!   "shards": [ { "file": "shard-00000.bin", "bytes": 67108864, "sha256": "…" } ],
+//!   "tensors": [ { "name": "llm.layers.0.attention.wq", "shape": [4096, 4096], "dtype": "q4",
+//!                  "shard": 0, "offset": 0, "bytes": 9437184, "sha256": "…" } ]
+//! }
+//! ```
+//!
+//! - `components`: each model's configuration, as JSON objects the models read.
+//! - `shards`: files of at most [`DEFAULT_SHARD_BYTES`] by default (a tensor larger than that
+//!   gets a shard of its own); a tensor lies inside one shard, at `offset`, `bytes` long, so one
+//!   HTTP range request fetches it. Tensors of a shard do not overlap.
+//! - `dtype`: `f32`, `f16`, `u32` (little-endian, row-major), or `q8` / `q4` in the group-wise
+//!   format of `m2ugen_core::quant`: the packed values of all rows, then the packed scales of all
+//!   rows. `bytes` must equal what `shape` and `dtype` imply.
+//! - `sha256`: lower-case hex of the tensor's bytes (and of each shard and the tokenizer file),
+//!   checked before anything is used or cached.
+//! - File names are plain names (letters, digits, `.`, `_`, `-`), never paths: a manifest from a
+//!   CDN cannot point the loader anywhere else.
+
+use crate::{Error, Result};
+use m2ugen_core::quant::{padded_cols, scale_words_per_row, QuantFormat};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashSet};
+
+/// The format tag this code reads and writes.
+pub const FORMAT: &str = "m2ugen-weights/1";
+/// Default upper bound of a shard (fits WebGPU's default 128 MiB binding with room to spare).
+pub const DEFAULT_SHARD_BYTES: u64 = 64 << 20;
+/// Largest manifest accepted (the 7B model's is well under 1 MiB).
+pub const MAX_MANIFEST_BYTES: usize = 16 << 20;
+
+/// How a tensor's bytes are stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoredType {
+    /// 32-bit floats.
+    F32,
+    /// 16-bit floats.
+    F16,
+    /// 32-bit unsigned integers.
+    U32,
+    /// 8-bit group-wise quantized.
+    Q8,
+    /// 4-bit group-wise quantized.
+    Q4,
+}
+
+impl StoredType {
+    /// Bytes a tensor of `shape` takes, or `None` on overflow.
+    pub fn bytes_for(self, shape: &[usize]) -> Option<u64> {
+        let numel = shape.iter().try_fold(1u64, |n, &d| n.checked_mul(d as u64))?;
+        match self {
+            StoredType::F32 | StoredType::U32 => numel.checked_mul(4),
+            StoredType::F16 => numel.checked_mul(2),
+            StoredType::Q8 | StoredType::Q4 => {
+                let format = if self == StoredType::Q8 { QuantFormat::Q8 } else { QuantFormat::Q4 };
+                let cols = *shape.last()? as u64;
+                let rows = if cols == 0 { 0 } else { numel / cols };
+                let words = (padded_cols(cols as usize) / format.per_word() + scale_words_per_row(cols as usize)) as u64;
+                rows.checked_mul(words)?.checked_mul(4)
+            }
+        }
+    }
+}
+
+/// A file beside the manifest.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FileEntry {
+    /// Plain file name.
+    pub file: String,
+    /// Size.
+    pub bytes: u64,
+    /// SHA-256, lower-case hex.
+    pub sha256: String,
+}
+
+/// One tensor: where its bytes are and what they hold.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TensorEntry {
+    /// Name, as the models ask for it (`llm.layers.0.attention.wq`).
+    pub name: String,
+    /// Shape.
+    pub shape: Vec<usize>,
+    /// Storage type.
+    pub dtype: StoredType,
+    /// Index into `shards`.
+    pub shard: usize,
+    /// Byte offset in the shard.
+    pub offset: u64,
+    /// Byte length.
+    pub bytes: u64,
+    /// SHA-256 of the bytes, lower-case hex.
+    pub sha256: String,
+}
+
+/// A model's manifest.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Must be [`FORMAT`].
+    pub format: String,
+    /// Model id.
+    pub model: String,
+    /// Version of the converted weights.
+    pub version: String,
+    /// Per-component configuration.
+    #[serde(default)]
+    pub components: BTreeMap<String, serde_json::Value>,
+    /// The tokenizer file, if the model has one.
+    #[serde(default)]
+    pub tokenizer: Option<FileEntry>,
+    /// The shard files.
+    pub shards: Vec<FileEntry>,
+    /// The tensors.
+    pub tensors: Vec<TensorEntry>,
+}
+
+fn field(field: impl Into<String>, problem: impl Into<String>) -> Error {
+    Error::Field { field: field.into(), problem: problem.into() }
+}
+
+fn check_file_name(at: &str, name: &str) -> Result<()> {
+    let plain = !name.is_empty()
+        && name.len() <= 128
+        && !name.starts_with('.')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if plain { Ok(()) } else { Err(field(at, format!("'{name}' is not a plain file name (letters, digits, '.', '_', '-')"))) }
+}
+
+fn check_sha256(at: &str, hex: &str) -> Result<()> {
+    let ok = hex.len() == 64 && hex.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c));
+    if ok { Ok(()) } else { Err(field(at, "sha256 must be 64 lower-case hex digits")) }
+}
+
+impl Manifest {
+    /// Parses and checks a manifest from untrusted bytes.
+    pub fn parse(bytes: &[u8]) -> Result<Manifest> {
+        if bytes.len() > MAX_MANIFEST_BYTES {
+            return Err(Error::TooLarge { bytes: bytes.len(), limit: MAX_MANIFEST_BYTES });
+        }
+        let manifest: Manifest = serde_json::from_slice(bytes).map_err(|e| Error::Json(e.to_string()))?;
+        manifest.validate()?;
+        Ok(manifest)
+    }
+
+    /// Checks every field against the format's rules, naming the first one broken.
+    pub fn validate(&self) -> Result<()> {
+        if self.format != FORMAT {
+            return Err(field("format", format!("'{}' is not '{FORMAT}' (convert the model again with this version)", self.format)));
+        }
+        if let Some(t) = &self.tokenizer {
+            check_file_name("tokenizer.file", &t.file)?;
+            check_sha256("tokenizer.sha256", &t.sha256)?;
+        }
+        for (i, s) in self.shards.iter().enumerate() {
+            check_file_name(&format!("shards[{i}].file"), &s.file)?;
+            check_sha256(&format!("shards[{i}].sha256"), &s.sha256)?;
+        }
+        let mut names = HashSet::new();
+        let mut spans: Vec<Vec<(u64, u64, usize)>> = vec![Vec::new(); self.shards.len()];
+        for (i, t) in self.tensors.iter().enumerate() {
+            let at = |f: &str| format!("tensors[{i}] ({}).{f}", t.name);
+            if t.name.is_empty() || !names.insert(t.name.as_str()) {
+                return Err(field(format!("tensors[{i}].name"), format!("'{}' is empty or repeated", t.name)));
+            }
+            check_sha256(&at("sha256"), &t.sha256)?;
+            let expected = t.dtype.bytes_for(&t.shape).ok_or_else(|| field(at("shape"), format!("{:?} overflows", t.shape)))?;
+            if t.bytes != expected {
+                return Err(field(at("bytes"), format!("{} but shape {:?} as {:?} takes {expected}", t.bytes, t.shape, t.dtype)));
+            }
+            let shard = self.shards.get(t.shard).ok_or_else(|| field(at("shard"), format!("{} but there are {} shards", t.shard, self.shards.len())))?;
+            let end = t.offset.checked_add(t.bytes).filter(|&e| e <= shard.bytes);
+            let Some(end) = end else {
+                return Err(field(at("offset"), format!("{} + {} bytes runs past shard '{}' ({} bytes)", t.offset, t.bytes, shard.file, shard.bytes)));
+            };
+            spans[t.shard].push((t.offset, end, i));
+        }
+        for (s, spans) in spans.iter_mut().enumerate() {
+            spans.sort_unstable();
+            for pair in spans.windows(2) {
+                let ((_, end_a, a), (start_b, _, b)) = (pair[0], pair[1]);
+                if start_b < end_a {
+                    let (na, nb) = (&self.tensors[a].name, &self.tensors[b].name);
+                    return Err(field(format!("tensors[{b}] ({nb}).offset"), format!("overlaps '{na}' in shard {s}")));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The entry of tensor `name`.
+    pub fn tensor(&self, name: &str) -> Result<&TensorEntry> {
+        self.tensors.iter().find(|t| t.name == name).ok_or_else(|| Error::MissingTensor(name.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+    fn good() -> Manifest {
+        let tensor = |name: &str, shape: Vec<usize>, dtype, offset| {
+            let bytes = StoredType::bytes_for(dtype, &shape).unwrap();
+            TensorEntry { name: name.into(), shape, dtype, shard: 0, offset, bytes, sha256: HASH.into() }
+        };
+        Manifest {
+            format: FORMAT.into(),
+            model: "tiny".into(),
+            version: "1".into(),
+            components: BTreeMap::new(),
+            tokenizer: Some(FileEntry { file: "tokenizer.json".into(), bytes: 10, sha256: HASH.into() }),
+            shards: vec![FileEntry { file: "shard-00000.bin".into(), bytes: 4096, sha256: HASH.into() }],
+            // q4 (3, 33): padded to 64 columns = 8 words + 1 scale word per row = 108 bytes.
+            tensors: vec![tensor("norm", vec![64], StoredType::F32, 0), tensor("wq", vec![3, 33], StoredType::Q4, 256)],
+        }
+    }
+
+    fn error_of(edit: impl FnOnce(&mut Manifest)) -> String {
+        let mut m = good();
+        edit(&mut m);
+        let json = serde_json::to_vec(&m).unwrap();
+        Manifest::parse(&json).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn a_good_manifest_round_trips() {
+        let m = good();
+        assert_eq!(m.tensors[1].bytes, 108);
+        let parsed = Manifest::parse(&serde_json::to_vec(&m).unwrap()).unwrap();
+        assert_eq!(parsed, m);
+        assert_eq!(parsed.tensor("wq").unwrap().offset, 256);
+        assert_eq!(parsed.tensor("wk").unwrap_err().to_string(), "manifest: no tensor named 'wk'");
+    }
+
+    #[test]
+    fn each_broken_rule_is_named() {
+        assert!(error_of(|m| m.format = "other/2".into()).starts_with("manifest: format: 'other/2' is not 'm2ugen-weights/1'"));
+        assert!(error_of(|m| m.shards[0].file = "../../etc/passwd".into()).starts_with("manifest: shards[0].file: '../../etc/passwd' is not a plain file name"));
+        assert!(error_of(|m| m.tokenizer.as_mut().unwrap().file = "https://evil.example/t.json".into()).starts_with("manifest: tokenizer.file:"));
+        assert!(error_of(|m| m.shards[0].sha256 = "ABC".into()).starts_with("manifest: shards[0].sha256: sha256 must be 64"));
+        assert_eq!(error_of(|m| m.tensors[1].bytes = 100), "manifest: tensors[1] (wq).bytes: 100 but shape [3, 33] as Q4 takes 108");
+        assert_eq!(error_of(|m| m.tensors[1].shard = 3), "manifest: tensors[1] (wq).shard: 3 but there are 1 shards");
+        assert_eq!(
+            error_of(|m| m.tensors[1].offset = 4000),
+            "manifest: tensors[1] (wq).offset: 4000 + 108 bytes runs past shard 'shard-00000.bin' (4096 bytes)"
+        );
+        assert_eq!(error_of(|m| m.tensors[1].offset = u64::MAX - 10), format!("manifest: tensors[1] (wq).offset: {} + 108 bytes runs past shard 'shard-00000.bin' (4096 bytes)", u64::MAX - 10));
+        assert_eq!(error_of(|m| m.tensors[1].offset = 200), "manifest: tensors[1] (wq).offset: overlaps 'norm' in shard 0");
+        assert_eq!(error_of(|m| m.tensors[1].name = "norm".into()), "manifest: tensors[1].name: 'norm' is empty or repeated");
+        assert!(error_of(|m| m.tensors[0].shape = vec![usize::MAX, usize::MAX]).contains("overflows"));
+    }
+
+    #[test]
+    fn malformed_and_oversized_input_is_refused() {
+        assert!(Manifest::parse(b"{\"format\": 1").unwrap_err().to_string().starts_with("manifest: "));
+        assert!(Manifest::parse(b"[]").is_err());
+        let unknown = br#"{"format":"m2ugen-weights/1","model":"m","version":"1","shards":[],"tensors":[],"extra":1}"#;
+        assert!(Manifest::parse(unknown).unwrap_err().to_string().contains("unknown field `extra`"));
+        let big = vec![b' '; MAX_MANIFEST_BYTES + 1];
+        assert_eq!(Manifest::parse(&big).unwrap_err(), Error::TooLarge { bytes: MAX_MANIFEST_BYTES + 1, limit: MAX_MANIFEST_BYTES });
+    }
+}
