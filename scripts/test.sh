@@ -9,7 +9,8 @@ source scripts/env.sh
 echo "== native: unit tests, naga validation, GPU kernels (lavapipe or your GPU), the CLI"
 cargo test --locked
 
-echo "== browser: the same GPU suite and the page's components in headless Chromium"
+echo "== browser: every library crate builds for wasm32; the GPU suite and the page's components in headless Chromium"
+cargo build --locked --target wasm32-unknown-unknown -p m2ugen-core -p m2ugen-gpu -p m2ugen-models -p m2ugen-weights -p m2ugen-pipeline
 cargo test --locked --target wasm32-unknown-unknown -p m2ugen-tests -p m2ugen-app
 
 echo "== page: trunk build, then the built page end to end"
