@@ -7,9 +7,9 @@
 //   2 weight chunk    rows n0 .. n0 + rows (see the weight library; q8/q4 also use binding 5)
 //   3 bias (n)        read only when has_bias != 0
 //   4 y    (m, n)
-// One workgroup of 256 computes y[i, n0 + r] for one weight row r (grid x/y) and input row i
-// (grid z): the invocations stride over the row's blocks, so consecutive invocations read
-// consecutive words, then sum in workgroup memory.
+// A workgroup of 256 computes 8 outputs of input row i (grid z): each weight row gets 32
+// invocations that stride over its blocks, so neighbours read neighbouring words (coalesced),
+// then sum their 32 partials in workgroup memory (5 steps).
 
 struct Params {
     m: u32,
@@ -27,20 +27,34 @@ struct Params {
 @group(0) @binding(3) var<storage, read> bias: array<elem>;
 @group(0) @binding(4) var<storage, read_write> y: array<elem>;
 
+const LANES: u32 = 32u;
+const ROWS_PER_GROUP: u32 = 8u;
+
+var<workgroup> partial: array<f32, 256>;
+
 @compute @workgroup_size(256)
 fn matvec(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let r = linear_workgroup(wid, nwg);
+    let lane = lid % LANES;
+    let r = linear_workgroup(wid, nwg) * ROWS_PER_GROUP + lid / LANES;
     let i = wid.z;
-    if (r >= p.rows) { return; }
     let xb = i * p.k;
     let blocks = (p.k + W_BLOCK - 1u) / W_BLOCK;
     var s = 0.0;
-    for (var blk = lid; blk < blocks; blk += 256u) {
-        s += w_block_dot(r, blk, xb);
+    if (r < p.rows) {
+        for (var blk = lane; blk < blocks; blk += LANES) {
+            s += w_block_dot(r, blk, xb);
+        }
     }
-    let total = workgroup_sum(lid, s);
-    if (lid == 0u) {
-        var v = total;
+    partial[lid] = s;
+    workgroupBarrier();
+    for (var step = LANES / 2u; step > 0u; step = step >> 1u) {
+        if (lane < step) {
+            partial[lid] += partial[lid + step];
+        }
+        workgroupBarrier();
+    }
+    if (lane == 0u && r < p.rows) {
+        var v = partial[lid];
         if (p.has_bias != 0u) {
             v += f32(bias[p.n0 + r]);
         }

@@ -128,7 +128,7 @@ impl Kernel {
             Kernel::Elementwise | Kernel::Rope | Kernel::Embed => vec![COMMON],
             Kernel::Norm | Kernel::Softmax => vec![COMMON, REDUCE],
             Kernel::Matmul(w) => vec![COMMON, weight(w)],
-            Kernel::Matvec(w) => vec![COMMON, REDUCE, weight(w)],
+            Kernel::Matvec(w) => vec![COMMON, weight(w)],
         }
     }
 
@@ -186,7 +186,7 @@ mod tests {
     fn sources_start_with_the_prelude_and_hold_their_libraries() {
         let src = Kernel::Matvec(WeightKind::Q4).source(Elem::F16);
         assert!(src.starts_with("enable f16;\nalias elem = f16;"));
-        for part in ["common.wgsl", "reduce.wgsl", "weight_q4.wgsl", "matvec.wgsl"] {
+        for part in ["common.wgsl", "weight_q4.wgsl", "matvec.wgsl"] {
             assert!(src.contains(&format!("// ---- {part} ----")), "missing {part}");
         }
         assert_eq!(Kernel::Matmul(WeightKind::Q8).name(), "matmul_q8");

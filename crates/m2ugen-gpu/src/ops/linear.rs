@@ -65,7 +65,8 @@ impl Recorder<'_> {
             let workgroups = if op == "matmul" {
                 [rows.len().div_ceil(64) as u32, m.div_ceil(64) as u32, 1]
             } else {
-                let [gx, gy, _] = grid(rows.len());
+                // 8 weight rows per workgroup (matvec.wgsl).
+                let [gx, gy, _] = grid(rows.len().div_ceil(8));
                 [gx, gy, m as u32]
             };
             self.push(kernel, op, elem, layout, &params, buffers, workgroups);
