@@ -1,10 +1,13 @@
 //! `m2ugen`: the native command line of m2ugen-web.
 //!
+//! - `m2ugen convert`: an official M2UGen checkpoint into the shard format.
 //! - `m2ugen info`: the GPU adapter, its features and limits.
 //! - `m2ugen bench [KERNEL]`: kernel throughput against a same-process copy baseline.
 //!
-//! Bad arguments print one line and exit with code 2; a failure of the work itself (no GPU)
-//! prints one line and exits with code 1.
+//! Bad arguments and unusable input files print one line and exit with code 2; a failure of the
+//! work itself (no GPU) prints one line and exits with code 1.
+
+mod convert;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use m2ugen_core::quant::QuantFormat;
@@ -22,10 +25,43 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Convert an official M2UGen checkpoint.pth (+ Meta params.json) into manifest + shards.
+    Convert(ConvertArgs),
     /// Show the GPU adapter this machine gives, its features and limits.
     Info,
     /// Measure kernels: time, GB/s, GFLOP/s, ratio to a buffer copy, fraction of peak.
     Bench(BenchArgs),
+}
+
+#[derive(clap::Args)]
+struct ConvertArgs {
+    /// The official checkpoint.pth.
+    #[arg(long)]
+    checkpoint: std::path::PathBuf,
+    /// The LLaMA params.json (Meta layout).
+    #[arg(long)]
+    params: std::path::PathBuf,
+    /// Output directory (manifest.json and shard-*.bin).
+    #[arg(long)]
+    out: std::path::PathBuf,
+    /// Quantize the LLM's linear weights.
+    #[arg(long, value_enum)]
+    quant: Option<QuantArg>,
+    /// Storage of the other float tensors.
+    #[arg(long, value_enum, default_value = "f16")]
+    dtype: ElemArg,
+    /// Shard size bound in MiB.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    shard_mib: u64,
+    /// Model id written into the manifest.
+    #[arg(long, default_value = "m2ugen")]
+    model: String,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum QuantArg {
+    Q8,
+    Q4,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq)]
@@ -90,6 +126,15 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Command::Convert(args) = &cli.command {
+        return match run_convert(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("m2ugen: convert: {}", format!("{e:#}").replace('\n', " "));
+                ExitCode::from(2)
+            }
+        };
+    }
     match pollster::block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -99,8 +144,25 @@ fn main() -> ExitCode {
     }
 }
 
+fn run_convert(args: &ConvertArgs) -> anyhow::Result<()> {
+    let options = convert::Options {
+        float: if args.dtype == ElemArg::F32 { m2ugen_weights::StoredType::F32 } else { m2ugen_weights::StoredType::F16 },
+        quant: args.quant.map(|q| match q {
+            QuantArg::Q8 => QuantFormat::Q8,
+            QuantArg::Q4 => QuantFormat::Q4,
+        }),
+        shard_bytes: args.shard_mib << 20,
+        model: args.model.clone(),
+    };
+    let manifest = convert::convert_m2ugen(&args.checkpoint, &args.params, &args.out, &options)?;
+    let bytes: u64 = manifest.shards.iter().map(|s| s.bytes).sum();
+    println!("wrote {} tensors in {} shard(s), {:.1} MiB, to {}", manifest.tensors.len(), manifest.shards.len(), bytes as f64 / (1 << 20) as f64, args.out.display());
+    Ok(())
+}
+
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Convert(_) => unreachable!("handled in main"),
         Command::Info => {
             let gpu = Gpu::new(GpuOptions::default()).await?;
             println!("{}", gpu.describe());

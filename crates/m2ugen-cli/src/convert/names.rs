@@ -1,0 +1,133 @@
+//! The reference's tensor names, and ours. This is the only place the reference's names appear.
+//!
+//! | reference (M2UGen / MU-LLaMA checkpoint) | ours |
+//! |---|---|
+//! | `llama.*` (Meta layout) | `llm.*` |
+//! | `prefix_query.weight` | `llm.prefix_query` |
+//! | `mu_mert_agg`, `mu_mert_proj` | `music_adapter.aggregate`, `music_adapter.proj` |
+//! | `mu_mert_norm_k`, `mu_mert_f{1,2,3}_k` | `music_adapter.blocks.{k-1}.norm`, `.w1`, `.w2`, `.w3` |
+//! | `iu_vit_*`, `iu_vivit_*` | `image_adapter.*`, `video_adapter.*`, likewise |
+//! | `output_projector.fc`, `.model`, `.query_embs`, `.tfm` | `output_projector.in_proj`, `.out_proj`, `.queries`, `.transformer` |
+//! | `mert_model.*`, `vit_model.*`, `vivit_model.*`, `generation_model.*` | `mert.*`, `vit.*`, `vivit.*`, `musicgen.*` |
+//!
+//! LoRA pairs (`lora_<w>_l1`, `lora_<w>_l2`) are not renamed: they are folded into `<w>`.
+
+/// What a reference tensor becomes.
+#[derive(Debug, PartialEq)]
+pub enum Role {
+    /// Stored under a new name.
+    Rename(String),
+    /// Half of a LoRA pair, folded into the base weight `base` (reference name).
+    LoraPart,
+    /// Half of a weight-norm pair, folded into `weight` under the given name.
+    WeightNormPart,
+    /// Not part of the model (optimizer state and the like never reach here; this is for
+    /// tensors the model does not use, e.g. HuBERT's `masked_spec_embed`).
+    Skip,
+}
+
+const ADAPTERS: [(&str, &str); 3] = [("mu_mert_", "music_adapter"), ("iu_vit_", "image_adapter"), ("iu_vivit_", "video_adapter")];
+const BACKBONES: [(&str, &str); 4] = [("mert_model.", "mert."), ("vit_model.", "vit."), ("vivit_model.", "vivit."), ("generation_model.", "musicgen.")];
+
+/// Our name for a reference tensor name.
+pub fn role(name: &str) -> Role {
+    if name.contains(".lora_") {
+        return Role::LoraPart;
+    }
+    if name.contains(".parametrizations.weight.original") || name.ends_with(".weight_g") || name.ends_with(".weight_v") {
+        return Role::WeightNormPart;
+    }
+    if name.ends_with("masked_spec_embed") {
+        return Role::Skip;
+    }
+    if let Some(rest) = name.strip_prefix("llama.") {
+        return Role::Rename(format!("llm.{rest}"));
+    }
+    if name == "prefix_query.weight" {
+        return Role::Rename("llm.prefix_query".into());
+    }
+    for (prefix, ours) in ADAPTERS {
+        if let Some(rest) = name.strip_prefix(prefix) {
+            // rest: agg.weight | proj.bias | norm_2.weight | f1_3.weight
+            let (part, param) = rest.split_once('.').unwrap_or((rest, ""));
+            let renamed = match part.split_once('_') {
+                None if part == "agg" => format!("{ours}.aggregate.{param}"),
+                None => format!("{ours}.{part}.{param}"),
+                Some((kind, k)) => {
+                    let block = k.parse::<usize>().map_or(k.to_string(), |k| (k.saturating_sub(1)).to_string());
+                    let kind = match kind {
+                        "f1" => "w1",
+                        "f2" => "w2",
+                        "f3" => "w3",
+                        other => other,
+                    };
+                    format!("{ours}.blocks.{block}.{kind}.{param}")
+                }
+            };
+            return Role::Rename(renamed);
+        }
+    }
+    if let Some(rest) = name.strip_prefix("output_projector.") {
+        let rest = rest
+            .replacen("fc.", "in_proj.", 1)
+            .replacen("model.", "out_proj.", 1)
+            .replacen("tfm.", "transformer.", 1)
+            .replace("query_embs", "queries");
+        return Role::Rename(format!("output_projector.{rest}"));
+    }
+    for (prefix, ours) in BACKBONES {
+        if let Some(rest) = name.strip_prefix(prefix) {
+            return Role::Rename(format!("{ours}{rest}"));
+        }
+    }
+    Role::Rename(name.to_string())
+}
+
+/// For a base weight (`….attention.wq.weight`), the names of its LoRA pair, if it has one.
+pub fn lora_pair(base: &str) -> Option<(String, String)> {
+    let stem = base.strip_suffix(".weight")?;
+    let (parent, w) = stem.rsplit_once('.')?;
+    Some((format!("{parent}.lora_{w}_l1.weight"), format!("{parent}.lora_{w}_l2.weight")))
+}
+
+/// For a weight-norm part, `(g name, v name, folded reference name)`.
+pub fn weight_norm_parts(name: &str) -> Option<(String, String, String)> {
+    if let Some(stem) = name.strip_suffix(".parametrizations.weight.original0").or_else(|| name.strip_suffix(".parametrizations.weight.original1")) {
+        return Some((format!("{stem}.parametrizations.weight.original0"), format!("{stem}.parametrizations.weight.original1"), format!("{stem}.weight")));
+    }
+    let stem = name.strip_suffix(".weight_g").or_else(|| name.strip_suffix(".weight_v"))?;
+    Some((format!("{stem}.weight_g"), format!("{stem}.weight_v"), format!("{stem}.weight")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reference_names_map_to_ours() {
+        let r = |n: &str| match role(n) {
+            Role::Rename(s) => s,
+            other => panic!("{n}: {other:?}"),
+        };
+        assert_eq!(r("llama.layers.3.attention.wq.weight"), "llm.layers.3.attention.wq.weight");
+        assert_eq!(r("prefix_query.weight"), "llm.prefix_query");
+        assert_eq!(r("mu_mert_agg.weight"), "music_adapter.aggregate.weight");
+        assert_eq!(r("mu_mert_proj.bias"), "music_adapter.proj.bias");
+        assert_eq!(r("mu_mert_norm_1.weight"), "music_adapter.blocks.0.norm.weight");
+        assert_eq!(r("iu_vit_f2_3.weight"), "image_adapter.blocks.2.w2.weight");
+        assert_eq!(r("iu_vivit_f3_2.weight"), "video_adapter.blocks.1.w3.weight");
+        assert_eq!(r("output_projector.fc.weight"), "output_projector.in_proj.weight");
+        assert_eq!(r("output_projector.model.bias"), "output_projector.out_proj.bias");
+        assert_eq!(r("output_projector.query_embs"), "output_projector.queries");
+        assert_eq!(r("output_projector.tfm.decoder.layers.0.norm1.weight"), "output_projector.transformer.decoder.layers.0.norm1.weight");
+        assert_eq!(r("mert_model.encoder.layers.1.attention.q_proj.weight"), "mert.encoder.layers.1.attention.q_proj.weight");
+        assert_eq!(role("llama.layers.0.feed_forward.lora_w2_l1.weight"), Role::LoraPart);
+        assert_eq!(role("mert_model.encoder.pos_conv_embed.conv.parametrizations.weight.original1"), Role::WeightNormPart);
+        assert_eq!(role("mert_model.masked_spec_embed"), Role::Skip);
+        assert_eq!(
+            lora_pair("llama.layers.0.attention.wq.weight"),
+            Some(("llama.layers.0.attention.lora_wq_l1.weight".into(), "llama.layers.0.attention.lora_wq_l2.weight".into()))
+        );
+        assert_eq!(weight_norm_parts("a.conv.weight_v").map(|p| p.2), Some("a.conv.weight".into()));
+    }
+}

@@ -1,0 +1,85 @@
+//! Writes tensors into bounded shard files and the manifest, in the format of
+//! `m2ugen_weights::manifest`. Each file is written under a temporary name and renamed when
+//! complete, so an interrupted conversion never leaves a file that looks finished.
+
+use anyhow::{Context, Result};
+use m2ugen_weights::manifest::{FileEntry, Manifest, StoredType, TensorEntry, FORMAT};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Hex SHA-256 of `bytes`.
+pub fn sha256(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Writes a file atomically (temporary name, then rename).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("partial");
+    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
+}
+
+/// Collects tensors into shards of at most `shard_bytes` (a larger tensor gets its own).
+pub struct ShardWriter {
+    dir: PathBuf,
+    shard_bytes: u64,
+    current: Vec<u8>,
+    shards: Vec<FileEntry>,
+    tensors: Vec<TensorEntry>,
+}
+
+impl ShardWriter {
+    /// A writer into `dir` (created if missing).
+    pub fn new(dir: &Path, shard_bytes: u64) -> Result<Self> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        Ok(ShardWriter { dir: dir.to_path_buf(), shard_bytes, current: Vec::new(), shards: Vec::new(), tensors: Vec::new() })
+    }
+
+    /// Adds one tensor's bytes.
+    pub fn add(&mut self, name: &str, shape: &[usize], dtype: StoredType, bytes: &[u8]) -> Result<()> {
+        if !self.current.is_empty() && (self.current.len() + bytes.len()) as u64 > self.shard_bytes {
+            self.flush()?;
+        }
+        // Keep every tensor 16-byte aligned within its shard.
+        self.current.resize(self.current.len().div_ceil(16) * 16, 0);
+        self.tensors.push(TensorEntry {
+            name: name.to_string(),
+            shape: shape.to_vec(),
+            dtype,
+            shard: self.shards.len(),
+            offset: self.current.len() as u64,
+            bytes: bytes.len() as u64,
+            sha256: sha256(bytes),
+        });
+        self.current.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        let file = format!("shard-{:05}.bin", self.shards.len());
+        write_atomic(&self.dir.join(&file), &self.current)?;
+        self.shards.push(FileEntry { file, bytes: self.current.len() as u64, sha256: sha256(&self.current) });
+        self.current.clear();
+        Ok(())
+    }
+
+    /// Writes the last shard and the manifest, checked by the same code that will read it.
+    pub fn finish(mut self, model: &str, version: &str, components: BTreeMap<String, serde_json::Value>) -> Result<Manifest> {
+        if !self.current.is_empty() || self.shards.is_empty() {
+            self.flush()?;
+        }
+        let manifest = Manifest {
+            format: FORMAT.into(),
+            model: model.into(),
+            version: version.into(),
+            components,
+            tokenizer: None,
+            shards: self.shards,
+            tensors: self.tensors,
+        };
+        manifest.validate().context("the converter produced an invalid manifest (a bug)")?;
+        write_atomic(&self.dir.join("manifest.json"), &serde_json::to_vec_pretty(&manifest)?)?;
+        Ok(manifest)
+    }
+}

@@ -1,0 +1,202 @@
+//! `m2ugen convert` on the reference fixture: values survive (LoRA and weight norm folded as
+//! the reference computes them), names are ours, hashes hold, quantization stays in its bound,
+//! and bad input is named in one line with exit code 2.
+#![allow(clippy::unwrap_used)]
+
+use m2ugen_core::quant::{padded_cols, scale_words_per_row, QuantFormat, QuantizedMatrix};
+use m2ugen_weights::{Manifest, StoredType};
+use pytorch_reader::PytorchReader;
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn fixture() -> (PathBuf, PathBuf) {
+    let dir = std::env::var_os("M2UGEN_REFERENCE_FIXTURE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/reference-m2ugen"));
+    let params = if dir.join("params.json").is_file() { dir.join("params.json") } else { dir.join("llama/params.json") };
+    (dir.join("checkpoint.pth"), params)
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("m2ugen-convert-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn convert(out: &Path, extra: &[&str]) -> Output {
+    let (checkpoint, params) = fixture();
+    Command::new(env!("CARGO_BIN_EXE_m2ugen"))
+        .args(["convert", "--checkpoint"])
+        .arg(&checkpoint)
+        .arg("--params")
+        .arg(&params)
+        .arg("--out")
+        .arg(out)
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+/// The manifest and every tensor's bytes, each checked against its hash.
+fn load(out: &Path) -> (Manifest, impl Fn(&str) -> (StoredType, Vec<usize>, Vec<u8>)) {
+    let manifest = Manifest::parse(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    let shards: Vec<Vec<u8>> = manifest.shards.iter().map(|s| std::fs::read(out.join(&s.file)).unwrap()).collect();
+    for (s, bytes) in manifest.shards.iter().zip(&shards) {
+        assert_eq!(hex(&Sha256::digest(bytes)), s.sha256, "shard {}", s.file);
+    }
+    let m = manifest.clone();
+    let get = move |name: &str| {
+        let t = m.tensor(name).unwrap();
+        let bytes = shards[t.shard][t.offset as usize..(t.offset + t.bytes) as usize].to_vec();
+        assert_eq!(hex(&Sha256::digest(&bytes)), t.sha256, "tensor {name}");
+        (t.dtype, t.shape.clone(), bytes)
+    };
+    (manifest, get)
+}
+
+fn hex(d: &[u8]) -> String {
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn f32s(bytes: &[u8]) -> Vec<f32> {
+    bytes.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect()
+}
+
+fn source(name: &str) -> (Vec<usize>, Vec<f32>) {
+    let r = PytorchReader::with_top_level_key(fixture().0, "model").unwrap();
+    let t = r.get(name).unwrap();
+    (t.shape().to_vec(), f32s(&t.read().unwrap()))
+}
+
+fn assert_near(what: &str, ours: &[f32], expected: &[f32], atol: f32) {
+    assert_eq!(ours.len(), expected.len(), "{what}");
+    for (i, (a, b)) in ours.iter().zip(expected).enumerate() {
+        assert!((a - b).abs() <= atol, "{what} at {i}: {a} vs {b}");
+    }
+}
+
+#[test]
+fn f32_conversion_keeps_every_value_with_lora_and_weight_norm_folded() {
+    let out = scratch("f32");
+    let run = convert(&out, &["--dtype", "f32", "--shard-mib", "1"]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let (manifest, get) = load(&out);
+    assert!(manifest.shards.len() > 3, "1 MiB shards: the 8 MB checkpoint spans several");
+    assert!(manifest.shards.iter().all(|s| s.bytes <= 1 << 20));
+    for t in &manifest.tensors {
+        for reference_name in ["lora", "mu_mert", "iu_vit", "iu_vivit", "llama.", "mert_model", "query_embs", "masked_spec_embed"] {
+            assert!(!t.name.contains(reference_name), "reference name left in '{}'", t.name);
+        }
+    }
+
+    // LoRA: W + l2 · l1, written out here as the reference computes the layer's output.
+    let (shape, w) = source("llama.layers.3.attention.wq.weight");
+    let (_, l1) = source("llama.layers.3.attention.lora_wq_l1.weight");
+    let (_, l2) = source("llama.layers.3.attention.lora_wq_l2.weight");
+    let (out_f, in_f, rank) = (shape[0], shape[1], 16);
+    let mut expected = w.clone();
+    for o in 0..out_f {
+        for i in 0..in_f {
+            let lora: f64 = (0..rank).map(|r| l2[o * rank + r] as f64 * l1[r * in_f + i] as f64).sum();
+            expected[o * in_f + i] = (w[o * in_f + i] as f64 + lora) as f32;
+        }
+    }
+    let (dtype, got_shape, bytes) = get("llm.layers.3.attention.wq.weight");
+    assert_eq!((dtype, got_shape), (StoredType::F32, shape));
+    assert_near("folded wq", &f32s(&bytes), &expected, 1e-5);
+    assert!(expected.iter().zip(&w).any(|(a, b)| (a - b).abs() > 1e-3), "the fixture's LoRA is not zero, so folding must show");
+
+    // Renamed tensors are copied exactly.
+    for (reference, ours) in [
+        ("llama.layers.3.attention.wq.bias", "llm.layers.3.attention.wq.bias"),
+        ("llama.layers.7.attention.gate", "llm.layers.7.attention.gate"),
+        ("prefix_query.weight", "llm.prefix_query"),
+        ("mu_mert_f2_3.weight", "music_adapter.blocks.2.w2.weight"),
+        ("iu_vivit_agg.weight", "video_adapter.aggregate.weight"),
+        ("output_projector.query_embs", "output_projector.queries"),
+    ] {
+        assert_eq!(f32s(&get(ours).2), source(reference).1, "{reference} -> {ours}");
+    }
+
+    // Weight norm (HuBERT's positional conv, dim=2): weight[o,i,k] = g[k] v[o,i,k] / ‖v[:,:,k]‖.
+    let stem = "mert_model.encoder.pos_conv_embed.conv.parametrizations.weight";
+    let (gs, g) = source(&format!("{stem}.original0"));
+    let (vs, v) = source(&format!("{stem}.original1"));
+    assert_eq!(gs, vec![1, 1, vs[2]]);
+    let k = vs[2];
+    let norms: Vec<f64> = (0..k).map(|kk| v.iter().skip(kk).step_by(k).map(|&x| (x as f64).powi(2)).sum::<f64>().sqrt()).collect();
+    let expected: Vec<f32> = v.iter().enumerate().map(|(i, &x)| (g[i % k] as f64 * x as f64 / norms[i % k]) as f32).collect();
+    let (_, shape, bytes) = get("mert.encoder.pos_conv_embed.conv.weight");
+    assert_eq!(shape, vs);
+    assert_near("folded weight norm", &f32s(&bytes), &expected, 1e-6);
+    std::fs::remove_dir_all(&out).unwrap();
+}
+
+#[test]
+fn q4_conversion_quantizes_the_llm_linears_within_the_bound() {
+    let out = scratch("q4");
+    let run = convert(&out, &["--quant", "q4"]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let (_, get) = load(&out);
+    let (dtype, shape, bytes) = get("llm.layers.0.feed_forward.w2.weight");
+    assert_eq!(dtype, StoredType::Q4);
+    let (rows, cols) = (shape[0], shape[1]);
+    let words: Vec<u32> = bytes.chunks_exact(4).map(|b| u32::from_le_bytes(b.try_into().unwrap())).collect();
+    let qn = rows * padded_cols(cols) / 8;
+    assert_eq!(words.len(), qn + rows * scale_words_per_row(cols));
+    let m = QuantizedMatrix { format: QuantFormat::Q4, rows, cols, q: words[..qn].to_vec(), scales: words[qn..].to_vec() };
+    let (_, w) = source("llama.layers.0.feed_forward.w2.weight");
+    let (_, l1) = source("llama.layers.0.feed_forward.lora_w2_l1.weight");
+    let (_, l2) = source("llama.layers.0.feed_forward.lora_w2_l2.weight");
+    for r in 0..rows {
+        for c in 0..cols {
+            let lora: f32 = (0..16).map(|k| l2[r * 16 + k] * l1[k * cols + c]).sum();
+            let original = w[r * cols + c] + lora;
+            let scale = m.scale(r, c / 32);
+            let got = scale * m.value(r, c) as f32;
+            assert!((got - original).abs() <= QuantFormat::Q4.error_bound(scale) + 1e-5, "({r},{c}): {got} vs {original}");
+        }
+    }
+    // Norms and embeddings stay float (f16 by default).
+    assert_eq!(get("llm.layers.0.attention_norm.weight").0, StoredType::F16);
+    assert_eq!(get("llm.tok_embeddings.weight").0, StoredType::F16);
+    std::fs::remove_dir_all(&out).unwrap();
+}
+
+fn one_line_exit_2(out: &Output) -> String {
+    assert_eq!(out.status.code(), Some(2));
+    let lines: Vec<String> = String::from_utf8_lossy(&out.stderr).lines().map(str::to_string).collect();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    lines[0].clone()
+}
+
+#[test]
+fn unusable_input_is_named_in_one_line() {
+    let out = scratch("bad");
+    let (_, params) = fixture();
+    let run = Command::new(env!("CARGO_BIN_EXE_m2ugen"))
+        .args(["convert", "--checkpoint", "/nonexistent/checkpoint.pth", "--params"])
+        .arg(&params)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(one_line_exit_2(&run), "m2ugen: convert: /nonexistent/checkpoint.pth: no such file");
+
+    // A file that is not a checkpoint.
+    let junk = std::env::temp_dir().join(format!("m2ugen-junk-{}.pth", std::process::id()));
+    std::fs::write(&junk, b"not a zip").unwrap();
+    let run = Command::new(env!("CARGO_BIN_EXE_m2ugen")).arg("convert").arg("--checkpoint").arg(&junk).arg("--params").arg(&params).arg("--out").arg(&out).output().unwrap();
+    let line = one_line_exit_2(&run);
+    assert!(line.contains("not a readable PyTorch checkpoint"), "{line}");
+
+    // params.json without its dimensions.
+    let bad_params = std::env::temp_dir().join(format!("m2ugen-params-{}.json", std::process::id()));
+    std::fs::write(&bad_params, br#"{"n_layers": 2}"#).unwrap();
+    let run = Command::new(env!("CARGO_BIN_EXE_m2ugen")).arg("convert").arg("--checkpoint").arg(fixture().0).arg("--params").arg(&bad_params).arg("--out").arg(&out).output().unwrap();
+    let line = one_line_exit_2(&run);
+    assert!(line.contains("field 'dim' is missing"), "{line}");
+    let _ = std::fs::remove_file(junk);
+    let _ = std::fs::remove_file(bad_params);
+}
