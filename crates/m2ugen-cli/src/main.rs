@@ -25,7 +25,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Convert an official M2UGen checkpoint.pth (+ Meta params.json) into manifest + shards.
+    /// Convert an official M2UGen checkpoint and/or Hugging Face models into manifest + shards.
     Convert(ConvertArgs),
     /// Show the GPU adapter this machine gives, its features and limits.
     Info,
@@ -35,12 +35,16 @@ enum Command {
 
 #[derive(clap::Args)]
 struct ConvertArgs {
-    /// The official checkpoint.pth.
-    #[arg(long)]
-    checkpoint: std::path::PathBuf,
-    /// The LLaMA params.json (Meta layout).
-    #[arg(long)]
-    params: std::path::PathBuf,
+    /// An official M2UGen (or MU-LLaMA) checkpoint.pth.
+    #[arg(long, requires = "params")]
+    checkpoint: Option<std::path::PathBuf>,
+    /// The LLaMA params.json (Meta layout) of --checkpoint.
+    #[arg(long, requires = "checkpoint")]
+    params: Option<std::path::PathBuf>,
+    /// A Hugging Face model directory (config.json + model.safetensors) to store as component
+    /// NAME, e.g. --hf musicgen=path/to/musicgen-small. Repeatable.
+    #[arg(long, value_name = "NAME=DIR", value_parser = parse_component)]
+    hf: Vec<(String, std::path::PathBuf)>,
     /// Output directory (manifest.json and shard-*.bin).
     #[arg(long)]
     out: std::path::PathBuf,
@@ -144,6 +148,11 @@ fn main() -> ExitCode {
     }
 }
 
+fn parse_component(s: &str) -> Result<(String, std::path::PathBuf), String> {
+    let (name, dir) = s.split_once('=').ok_or_else(|| format!("'{s}' is not NAME=DIR"))?;
+    Ok((name.to_string(), dir.into()))
+}
+
 fn run_convert(args: &ConvertArgs) -> anyhow::Result<()> {
     let options = convert::Options {
         float: if args.dtype == ElemArg::F32 { m2ugen_weights::StoredType::F32 } else { m2ugen_weights::StoredType::F16 },
@@ -154,7 +163,11 @@ fn run_convert(args: &ConvertArgs) -> anyhow::Result<()> {
         shard_bytes: args.shard_mib << 20,
         model: args.model.clone(),
     };
-    let manifest = convert::convert_m2ugen(&args.checkpoint, &args.params, &args.out, &options)?;
+    let inputs = convert::Inputs {
+        m2ugen: args.checkpoint.as_deref().zip(args.params.as_deref()),
+        hf: args.hf.iter().map(|(name, dir)| (name.clone(), dir.as_path())).collect(),
+    };
+    let manifest = convert::convert(&inputs, &args.out, &options)?;
     let bytes: u64 = manifest.shards.iter().map(|s| s.bytes).sum();
     println!("wrote {} tensors in {} shard(s), {:.1} MiB, to {}", manifest.tensors.len(), manifest.shards.len(), bytes as f64 / (1 << 20) as f64, args.out.display());
     Ok(())

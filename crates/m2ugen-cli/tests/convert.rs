@@ -200,3 +200,97 @@ fn unusable_input_is_named_in_one_line() {
     let _ = std::fs::remove_file(junk);
     let _ = std::fs::remove_file(bad_params);
 }
+
+fn musicgen_dir() -> PathBuf {
+    let dir = std::env::var_os("M2UGEN_MUSICGEN_FIXTURE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data"));
+    if dir.join("musicgen/model.safetensors").is_file() { dir.join("musicgen") } else { dir }
+}
+
+/// One tensor of the fixture's safetensors, read with nothing but the format's definition.
+fn safetensor(name: &str) -> (Vec<usize>, Vec<f32>) {
+    let bytes = std::fs::read(musicgen_dir().join("model.safetensors")).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let e = &header[name];
+    assert_eq!(e["dtype"], "F32", "{name}");
+    let shape: Vec<usize> = e["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
+    let (a, b) = (e["data_offsets"][0].as_u64().unwrap() as usize, e["data_offsets"][1].as_u64().unwrap() as usize);
+    (shape, f32s(&bytes[8 + n + a..8 + n + b]))
+}
+
+#[test]
+fn hugging_face_musicgen_converts_with_encodec_weight_norm_folded() {
+    let out = scratch("musicgen");
+    let run = Command::new(env!("CARGO_BIN_EXE_m2ugen"))
+        .args(["convert", "--dtype", "f32", "--out"])
+        .arg(&out)
+        .arg("--hf")
+        .arg(format!("musicgen={}", musicgen_dir().display()))
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let (manifest, get) = load(&out);
+    assert_eq!(manifest.components["musicgen"]["model_type"], "musicgen");
+    for name in ["decoder.model.decoder.layers.0.self_attn.q_proj.weight", "text_encoder.shared.weight", "enc_to_dec_proj.bias", "audio_encoder.quantizer.layers.0.codebook.embed"] {
+        assert_eq!(f32s(&get(&format!("musicgen.{name}")).2), safetensor(name).1, "{name}");
+    }
+    assert!(manifest.tensors.iter().all(|t| !t.name.contains("embed_avg") && !t.name.contains("cluster_size") && !t.name.contains("parametrizations")));
+
+    // EnCodec conv weight norm (dim 0): weight[o,..] = g[o] v[o,..] / ‖v[o,..]‖.
+    let stem = "audio_encoder.decoder.layers.0.conv";
+    let (gs, g) = safetensor(&format!("{stem}.parametrizations.weight.original0"));
+    let (vs, v) = safetensor(&format!("{stem}.parametrizations.weight.original1"));
+    assert_eq!(gs, vec![vs[0], 1, 1]);
+    let per = vs[1] * vs[2];
+    let expected: Vec<f32> = v
+        .chunks(per)
+        .zip(&g)
+        .flat_map(|(row, &go)| {
+            let norm = row.iter().map(|&x| (x as f64).powi(2)).sum::<f64>().sqrt();
+            row.iter().map(move |&x| (go as f64 * x as f64 / norm) as f32).collect::<Vec<_>>()
+        })
+        .collect();
+    assert_near("EnCodec folded conv", &f32s(&get(&format!("musicgen.{stem}.weight")).2), &expected, 1e-6);
+    std::fs::remove_dir_all(&out).unwrap();
+
+    // With q8, the decoder's linear layers are quantized and its embeddings are not.
+    let out = scratch("musicgen-q8");
+    let run = Command::new(env!("CARGO_BIN_EXE_m2ugen"))
+        .args(["convert", "--quant", "q8", "--out"])
+        .arg(&out)
+        .arg("--hf")
+        .arg(format!("musicgen={}", musicgen_dir().display()))
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let (_, get) = load(&out);
+    assert_eq!(get("musicgen.decoder.model.decoder.layers.0.fc1.weight").0, StoredType::Q8);
+    assert_eq!(get("musicgen.decoder.lm_heads.0.weight").0, StoredType::Q8);
+    assert_eq!(get("musicgen.decoder.model.decoder.embed_tokens.0.weight").0, StoredType::F16);
+    assert_eq!(get("musicgen.text_encoder.encoder.block.0.layer.0.SelfAttention.q.weight").0, StoredType::F16);
+    std::fs::remove_dir_all(&out).unwrap();
+}
+
+#[test]
+fn a_broken_safetensors_file_is_named() {
+    let dir = scratch("broken-st");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("config.json"), "{}").unwrap();
+    let mut bytes = 1_000_000u64.to_le_bytes().to_vec();
+    bytes.extend_from_slice(b"{}");
+    std::fs::write(dir.join("model.safetensors"), bytes).unwrap();
+    let run = Command::new(env!("CARGO_BIN_EXE_m2ugen"))
+        .args(["convert", "--out"])
+        .arg(dir.join("out"))
+        .arg("--hf")
+        .arg(format!("musicgen={}", dir.display()))
+        .output()
+        .unwrap();
+    let line = one_line_exit_2(&run);
+    assert!(line.contains("model.safetensors: header length 1000000 does not fit the file"), "{line}");
+    let run = Command::new(env!("CARGO_BIN_EXE_m2ugen")).args(["convert", "--out"]).arg(dir.join("out")).output().unwrap();
+    assert!(one_line_exit_2(&run).contains("nothing to convert"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -1,12 +1,14 @@
-//! `m2ugen convert`: official M2UGen (and MU-LLaMA) checkpoints into the shard format.
+//! `m2ugen convert`: official M2UGen checkpoints and Hugging Face models into the shard format.
 //!
 //! Reads `checkpoint.pth` safely (tensor data only, nothing executed; non-tensor objects such as
-//! `args` are never touched), one tensor at a time, and writes shards as it goes. At conversion:
+//! `args` are never touched) and `.safetensors` files by byte range, one tensor at a time, and
+//! writes shards as it goes. At conversion:
 //! LoRA pairs are folded into their base weights (`W + B·A`), weight-norm pairs into plain
 //! weights (`g · v / ‖v‖`), the LLM's linear weights are quantized on request, and everything
 //! else is stored as f16 (or f32 with `--dtype f32`, which the parity tests use).
 
 pub mod names;
+pub mod source;
 pub mod writer;
 
 use anyhow::{bail, Context, Result};
@@ -14,7 +16,7 @@ use half::f16;
 use m2ugen_core::quant::{quantize, QuantFormat};
 use m2ugen_weights::manifest::{Manifest, StoredType};
 use names::Role;
-use pytorch_reader::{DType as TorchType, PytorchReader};
+use source::{Checkpoint, Safetensors, TensorSource};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -28,40 +30,6 @@ pub struct Options {
     pub shard_bytes: u64,
     /// Model id written to the manifest.
     pub model: String,
-}
-
-/// A checkpoint's tensors, read lazily.
-struct Checkpoint {
-    path: String,
-    reader: PytorchReader,
-}
-
-impl Checkpoint {
-    fn open(path: &Path) -> Result<Self> {
-        if !path.is_file() {
-            bail!("{}: no such file", path.display());
-        }
-        let reader = PytorchReader::with_top_level_key(path, "model")
-            .map_err(|e| anyhow::anyhow!("{}: not a readable PyTorch checkpoint with a 'model' state dict ({e})", path.display()))?;
-        Ok(Checkpoint { path: path.display().to_string(), reader })
-    }
-
-    fn shape(&self, name: &str) -> Result<Vec<usize>> {
-        Ok(self.reader.get(name).with_context(|| format!("{}: no tensor '{name}'", self.path))?.shape().to_vec())
-    }
-
-    /// A float tensor as f32 values.
-    fn read_f32(&self, name: &str) -> Result<Vec<f32>> {
-        let t = self.reader.get(name).with_context(|| format!("{}: no tensor '{name}'", self.path))?;
-        let bytes = t.read().with_context(|| format!("{}: reading '{name}'", self.path))?;
-        Ok(match t.dtype() {
-            TorchType::F32 => bytes.chunks_exact(4).map(|b| f32::from_ne_bytes([b[0], b[1], b[2], b[3]])).collect(),
-            TorchType::F16 => bytes.chunks_exact(2).map(|b| f16::from_ne_bytes([b[0], b[1]]).to_f32()).collect(),
-            TorchType::BF16 => bytes.chunks_exact(2).map(|b| half::bf16::from_ne_bytes([b[0], b[1]]).to_f32()).collect(),
-            TorchType::F64 => bytes.chunks_exact(8).map(|b| f64::from_ne_bytes(b.try_into().unwrap_or([0; 8])) as f32).collect(),
-            other => bail!("{}: '{name}' is {other:?}, expected a float tensor", self.path),
-        })
-    }
 }
 
 /// `W + B·A` for `W` (out, in), `A` (rank, in), `B` (out, rank).
@@ -114,56 +82,49 @@ fn float_bytes(values: &[f32], dtype: StoredType) -> Vec<u8> {
     }
 }
 
-/// Whether a converted tensor is one of the LLM's linear weights (quantized on request).
-fn is_llm_linear(ours: &str, shape: &[usize]) -> bool {
-    shape.len() == 2 && ours.starts_with("llm.layers.") && ours.ends_with(".weight") && !ours.contains("norm")
+/// Whether a converted tensor is a linear weight of the LLM or of the MusicGen decoder (the
+/// ones quantized on request; embeddings, norms and everything else stay float).
+fn quantizable(ours: &str, shape: &[usize]) -> bool {
+    let linear = shape.len() == 2 && ours.ends_with(".weight") && !ours.contains("norm") && !ours.contains("embed");
+    linear && (ours.starts_with("llm.layers.") || ours.starts_with("musicgen.decoder.model.decoder.layers.") || ours.starts_with("musicgen.decoder.lm_heads."))
 }
 
-/// Converts an M2UGen checkpoint (with its Meta `params.json`) into `out`.
-pub fn convert_m2ugen(checkpoint: &Path, params: &Path, out: &Path, options: &Options) -> Result<Manifest> {
-    let params_text = std::fs::read_to_string(params).with_context(|| format!("{}: cannot read", params.display()))?;
-    let llama: serde_json::Value = serde_json::from_str(&params_text).with_context(|| format!("{}: not valid JSON", params.display()))?;
-    for field in ["dim", "n_layers", "n_heads"] {
-        if !llama.get(field).is_some_and(|v| v.is_u64()) {
-            bail!("{}: field '{field}' is missing or not a positive integer", params.display());
-        }
-    }
-    let ckpt = Checkpoint::open(checkpoint)?;
-    let mut writer = writer::ShardWriter::new(out, options.shard_bytes)?;
-    let mut keys = ckpt.reader.keys();
+/// Converts every tensor of `source`, named by `name_of`, into `writer`.
+fn convert_source(source: &dyn TensorSource, name_of: &dyn Fn(&str) -> Role, writer: &mut writer::ShardWriter, options: &Options) -> Result<()> {
+    let mut keys = source.keys();
     keys.sort();
     let mut folded_norms = std::collections::HashSet::new();
     for name in &keys {
-        let (ours, values, shape) = match names::role(name) {
+        let (ours, values, shape) = match name_of(name) {
             Role::Skip | Role::LoraPart => continue,
             Role::WeightNormPart => {
                 let Some((g, v, weight)) = names::weight_norm_parts(name) else { continue };
                 if !folded_norms.insert(weight.clone()) {
                     continue;
                 }
-                let (gs, vs) = (ckpt.shape(&g)?, ckpt.shape(&v)?);
-                let folded = fold_weight_norm(&ckpt.read_f32(&g)?, &gs, &ckpt.read_f32(&v)?, &vs).with_context(|| format!("folding '{weight}'"))?;
-                let Role::Rename(ours) = names::role(&weight) else { continue };
+                let (gs, vs) = (source.shape(&g)?, source.shape(&v)?);
+                let folded = fold_weight_norm(&source.read_f32(&g)?, &gs, &source.read_f32(&v)?, &vs).with_context(|| format!("folding '{weight}'"))?;
+                let Role::Rename(ours) = name_of(&weight) else { continue };
                 (ours, folded, vs)
             }
             Role::Rename(ours) => {
-                let shape = ckpt.shape(name)?;
-                let mut values = ckpt.read_f32(name)?;
-                if let Some((l1, l2)) = names::lora_pair(name).filter(|(l1, _)| ckpt.reader.get(l1).is_some()) {
-                    let (a_shape, b_shape) = (ckpt.shape(&l1)?, ckpt.shape(&l2)?);
+                let shape = source.shape(name)?;
+                let mut values = source.read_f32(name)?;
+                if let Some((l1, l2)) = names::lora_pair(name).filter(|(l1, _)| source.has(l1)) {
+                    let (a_shape, b_shape) = (source.shape(&l1)?, source.shape(&l2)?);
                     let (&[out_f, in_f], &[rank, a_in], &[b_out, b_rank]) = (shape.as_slice(), a_shape.as_slice(), b_shape.as_slice()) else {
                         bail!("LoRA of '{name}': shapes {shape:?}, {a_shape:?}, {b_shape:?} are not matrices");
                     };
                     if a_in != in_f || b_out != out_f || b_rank != rank {
                         bail!("LoRA of '{name}': {shape:?} = {b_shape:?} x {a_shape:?} does not fit");
                     }
-                    fold_lora(&mut values, &ckpt.read_f32(&l1)?, &ckpt.read_f32(&l2)?, out_f, in_f, rank);
+                    fold_lora(&mut values, &source.read_f32(&l1)?, &source.read_f32(&l2)?, out_f, in_f, rank);
                 }
                 (ours, values, shape)
             }
         };
         match options.quant {
-            Some(format) if is_llm_linear(&ours, &shape) => {
+            Some(format) if quantizable(&ours, &shape) => {
                 let q = quantize(format, shape[0], shape[1], &values)?;
                 let bytes: Vec<u8> = q.q.iter().chain(&q.scales).flat_map(|w| w.to_le_bytes()).collect();
                 let dtype = if format == QuantFormat::Q8 { StoredType::Q8 } else { StoredType::Q4 };
@@ -172,7 +133,51 @@ pub fn convert_m2ugen(checkpoint: &Path, params: &Path, out: &Path, options: &Op
             _ => writer.add(&ours, &shape, options.float, &float_bytes(&values, options.float))?,
         }
     }
+    Ok(())
+}
+
+/// What to convert.
+pub struct Inputs<'a> {
+    /// An official M2UGen (or MU-LLaMA) `checkpoint.pth` with its Meta `params.json`.
+    pub m2ugen: Option<(&'a Path, &'a Path)>,
+    /// Hugging Face model directories (`config.json` + `model.safetensors`), each stored under
+    /// its component name (e.g. `musicgen`).
+    pub hf: Vec<(String, &'a Path)>,
+}
+
+fn read_json(path: &Path) -> Result<serde_json::Value> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{}: not valid JSON", path.display()))
+}
+
+/// Converts `inputs` into `out` (manifest.json + shards).
+pub fn convert(inputs: &Inputs, out: &Path, options: &Options) -> Result<Manifest> {
+    if inputs.m2ugen.is_none() && inputs.hf.is_empty() {
+        bail!("nothing to convert: give --checkpoint with --params, or --hf NAME=DIR");
+    }
     let mut components = BTreeMap::new();
-    components.insert("llama".to_string(), llama);
+    let mut sources: Vec<(Box<dyn TensorSource>, Box<dyn Fn(&str) -> Role>)> = Vec::new();
+    if let Some((checkpoint, params)) = inputs.m2ugen {
+        let llama = read_json(params)?;
+        for field in ["dim", "n_layers", "n_heads"] {
+            if !llama.get(field).is_some_and(|v| v.is_u64()) {
+                bail!("{}: field '{field}' is missing or not a positive integer", params.display());
+            }
+        }
+        components.insert("llama".to_string(), llama);
+        sources.push((Box::new(Checkpoint::open(checkpoint)?), Box::new(names::role)));
+    }
+    for (component, dir) in &inputs.hf {
+        if component.is_empty() || !component.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
+            bail!("--hf {component}=…: the component name must be lower-case letters, digits or '_'");
+        }
+        components.insert(component.clone(), read_json(&dir.join("config.json"))?);
+        let component = component.clone();
+        sources.push((Box::new(Safetensors::open(&dir.join("model.safetensors"))?), Box::new(move |n: &str| names::hf_role(&component, n))));
+    }
+    let mut writer = writer::ShardWriter::new(out, options.shard_bytes)?;
+    for (source, name_of) in &sources {
+        convert_source(source.as_ref(), name_of.as_ref(), &mut writer, options)?;
+    }
     writer.finish(&options.model, env!("CARGO_PKG_VERSION"), components)
 }

@@ -83,6 +83,19 @@ pub fn role(name: &str) -> Role {
     Role::Rename(name.to_string())
 }
 
+/// What a tensor of a Hugging Face model stored as component `component` becomes: its own name
+/// under `component.`, weight norms folded, and EnCodec's training-only codebook statistics
+/// (`cluster_size`, `embed_avg`, `inited`) left out.
+pub fn hf_role(component: &str, name: &str) -> Role {
+    if name.contains(".parametrizations.weight.original") || name.ends_with(".weight_g") || name.ends_with(".weight_v") {
+        return Role::WeightNormPart;
+    }
+    if name.ends_with(".codebook.cluster_size") || name.ends_with(".codebook.embed_avg") || name.ends_with(".codebook.inited") {
+        return Role::Skip;
+    }
+    Role::Rename(format!("{component}.{name}"))
+}
+
 /// For a base weight (`….attention.wq.weight`), the names of its LoRA pair, if it has one.
 pub fn lora_pair(base: &str) -> Option<(String, String)> {
     let stem = base.strip_suffix(".weight")?;
@@ -129,5 +142,7 @@ mod tests {
             Some(("llama.layers.0.attention.lora_wq_l1.weight".into(), "llama.layers.0.attention.lora_wq_l2.weight".into()))
         );
         assert_eq!(weight_norm_parts("a.conv.weight_v").map(|p| p.2), Some("a.conv.weight".into()));
+        assert_eq!(hf_role("musicgen", "decoder.lm_heads.0.weight"), Role::Rename("musicgen.decoder.lm_heads.0.weight".into()));
+        assert_eq!(hf_role("musicgen", "audio_encoder.quantizer.layers.0.codebook.embed_avg"), Role::Skip);
     }
 }
