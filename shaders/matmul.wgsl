@@ -1,31 +1,9 @@
 // Tiled matrix multiplication: y (m, n) = x (m, k) · w (n, k)ᵀ + bias (n).
 // The weight comes through one of the weight_*.wgsl libraries (f32/f16, q8 or q4), dequantised
 // into workgroup memory tile by tile.
-//
-// Bindings:
-//   0 params          { m, n, k, n0, rows, has_bias }
-//   1 x    (m, k)
-//   2 weight chunk    rows n0 .. n0 + rows (see the weight library; q8/q4 also use binding 5)
-//   3 bias (n)        read only when has_bias != 0
-//   4 y    (m, n)
+// Parameters and bindings: product.wgsl.
 // A workgroup of 16 x 16 computes a 64 x 64 tile of y (64 rows of x by 64 weight rows), each
 // invocation a 4 x 4 block, stepping through k 16 at a time via workgroup memory, in f32.
-
-struct Params {
-    m: u32,
-    n: u32,
-    k: u32,
-    n0: u32,
-    rows: u32,
-    has_bias: u32,
-    pad0: u32,
-    pad1: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<elem>;
-@group(0) @binding(3) var<storage, read> bias: array<elem>;
-@group(0) @binding(4) var<storage, read_write> y: array<elem>;
 
 const TILE: u32 = 64u;
 const TK: u32 = 16u;

@@ -2,23 +2,12 @@
 // matmul and matvec (prepended by the registry). Dequantisation happens here, in the kernel.
 //
 // Binding 2: wq     (rows, padded_k / 4) u32, byte j of a word = value 4*word + j, two's complement
-// Binding 5: wscale (rows, ceil(groups / 2)) u32, two f16 scales a word, even group low
+// Scales: weight_scales.wgsl (binding 5).
 // The including kernel provides `p.k` and `x`. Same functions as weight_float.wgsl.
 
 @group(0) @binding(2) var<storage, read> wq: array<u32>;
-@group(0) @binding(5) var<storage, read> wscale: array<u32>;
 
 const W_BLOCK: u32 = 4u;
-
-fn w_groups() -> u32 {
-    return (p.k + 31u) / 32u;
-}
-
-fn w_scale(r: u32, c: u32) -> f32 {
-    let g = c / 32u;
-    let word = wscale[r * ((w_groups() + 1u) / 2u) + g / 2u];
-    return unpack2x16float(word)[g % 2u];
-}
 
 fn w_load(r: u32, c: u32) -> f32 {
     let word = bitcast<i32>(wq[r * w_groups() * 8u + c / 4u]);

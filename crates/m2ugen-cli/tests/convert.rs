@@ -220,18 +220,24 @@ fn safetensor(name: &str) -> (Vec<usize>, Vec<f32>) {
     (shape, f32s(&bytes[8 + n + a..8 + n + b]))
 }
 
-#[test]
-fn hugging_face_musicgen_converts_with_encodec_weight_norm_folded() {
-    let out = scratch("musicgen");
+/// Converts the MusicGen fixture into `out` and loads the result.
+fn convert_musicgen(out: &Path, extra: &[&str]) -> (Manifest, impl Fn(&str) -> (StoredType, Vec<usize>, Vec<u8>)) {
     let run = Command::new(env!("CARGO_BIN_EXE_m2ugen"))
-        .args(["convert", "--dtype", "f32", "--out"])
-        .arg(&out)
+        .args(["convert", "--out"])
+        .arg(out)
         .arg("--hf")
         .arg(format!("musicgen={}", musicgen_dir().display()))
+        .args(extra)
         .output()
         .unwrap();
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
-    let (manifest, get) = load(&out);
+    load(out)
+}
+
+#[test]
+fn hugging_face_musicgen_converts_with_encodec_weight_norm_folded() {
+    let out = scratch("musicgen");
+    let (manifest, get) = convert_musicgen(&out, &["--dtype", "f32"]);
     assert_eq!(manifest.components["musicgen"]["model_type"], "musicgen");
     for name in ["decoder.model.decoder.layers.0.self_attn.q_proj.weight", "text_encoder.shared.weight", "enc_to_dec_proj.bias", "audio_encoder.quantizer.layers.0.codebook.embed"] {
         assert_eq!(f32s(&get(&format!("musicgen.{name}")).2), safetensor(name).1, "{name}");
@@ -257,15 +263,7 @@ fn hugging_face_musicgen_converts_with_encodec_weight_norm_folded() {
 
     // With q8, the decoder's linear layers are quantized and its embeddings are not.
     let out = scratch("musicgen-q8");
-    let run = Command::new(env!("CARGO_BIN_EXE_m2ugen"))
-        .args(["convert", "--quant", "q8", "--out"])
-        .arg(&out)
-        .arg("--hf")
-        .arg(format!("musicgen={}", musicgen_dir().display()))
-        .output()
-        .unwrap();
-    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
-    let (_, get) = load(&out);
+    let (_, get) = convert_musicgen(&out, &["--quant", "q8"]);
     assert_eq!(get("musicgen.decoder.model.decoder.layers.0.fc1.weight").0, StoredType::Q8);
     assert_eq!(get("musicgen.decoder.lm_heads.0.weight").0, StoredType::Q8);
     assert_eq!(get("musicgen.decoder.model.decoder.embed_tokens.0.weight").0, StoredType::F16);

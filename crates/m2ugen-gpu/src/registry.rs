@@ -87,6 +87,8 @@ macro_rules! shader {
 
 const COMMON: (&str, &str) = shader!("common.wgsl");
 const REDUCE: (&str, &str) = shader!("reduce.wgsl");
+const PRODUCT: (&str, &str) = shader!("product.wgsl");
+const SCALES: (&str, &str) = shader!("weight_scales.wgsl");
 
 impl Kernel {
     /// Every kernel, each weight kind included: the list the naga test walks.
@@ -120,15 +122,14 @@ impl Kernel {
     /// Shared files placed before the kernel's own, in order.
     pub fn libraries(self) -> Vec<(&'static str, &'static str)> {
         let weight = |w: WeightKind| match w {
-            WeightKind::Dense => shader!("weight_float.wgsl"),
-            WeightKind::Q8 => shader!("weight_q8.wgsl"),
-            WeightKind::Q4 => shader!("weight_q4.wgsl"),
+            WeightKind::Dense => vec![shader!("weight_float.wgsl")],
+            WeightKind::Q8 => vec![SCALES, shader!("weight_q8.wgsl")],
+            WeightKind::Q4 => vec![SCALES, shader!("weight_q4.wgsl")],
         };
         match self {
             Kernel::Elementwise | Kernel::Rope | Kernel::Embed => vec![COMMON],
             Kernel::Norm | Kernel::Softmax => vec![COMMON, REDUCE],
-            Kernel::Matmul(w) => vec![COMMON, weight(w)],
-            Kernel::Matvec(w) => vec![COMMON, weight(w)],
+            Kernel::Matmul(w) | Kernel::Matvec(w) => [vec![COMMON, PRODUCT], weight(w)].concat(),
         }
     }
 
@@ -186,7 +187,7 @@ mod tests {
     fn sources_start_with_the_prelude_and_hold_their_libraries() {
         let src = Kernel::Matvec(WeightKind::Q4).source(Elem::F16);
         assert!(src.starts_with("enable f16;\nalias elem = f16;"));
-        for part in ["common.wgsl", "weight_q4.wgsl", "matvec.wgsl"] {
+        for part in ["common.wgsl", "product.wgsl", "weight_scales.wgsl", "weight_q4.wgsl", "matvec.wgsl"] {
             assert!(src.contains(&format!("// ---- {part} ----")), "missing {part}");
         }
         assert_eq!(Kernel::Matmul(WeightKind::Q8).name(), "matmul_q8");
