@@ -1,12 +1,20 @@
-//! Weights as a CDN serves them: a JSON [`Manifest`] and shard files, and (with issue #3) the
-//! loader that streams, verifies and caches them.
+//! Weights as a CDN serves them: a JSON [`Manifest`] and shard files, and the loader that
+//! streams and verifies them.
 //!
-//! Today it holds the format: [`manifest`] defines it and checks a manifest as untrusted input.
+//! - [`manifest`]: the format, and its checks on a manifest as untrusted input.
+//! - [`loader`]: range requests, several in flight, resume, fallback, hash checks, progress;
+//!   the same code for every [`loader::Fetcher`].
+//! - `native` (not in the browser): fetchers for a directory and for HTTP(S).
+//!
+//! Not yet: the browser's fetcher and its cache (Cache API / OPFS), which come next.
 //! It depends on the core crate only: it yields verified bytes by tensor name, and the app and
 //! the CLI hand them to the models.
 #![deny(missing_docs)]
 
+pub mod loader;
 pub mod manifest;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod native;
 
 pub use manifest::{FileEntry, Manifest, StoredType, TensorEntry};
 
@@ -30,6 +38,40 @@ pub enum Error {
         /// Where, e.g. `tensors[3] (llm.norm).offset`.
         field: String,
         /// What is wrong.
+        problem: String,
+    },
+    /// A file could not be fetched at all.
+    #[error("{file}: {problem}")]
+    Fetch {
+        /// The file (URL or path).
+        file: String,
+        /// What went wrong.
+        problem: String,
+    },
+    /// A transfer kept breaking off.
+    #[error("{file}: the download broke off at byte {offset} {attempts} times; check the connection and try again")]
+    Interrupted {
+        /// The file.
+        file: String,
+        /// Where it last broke.
+        offset: u64,
+        /// Attempts made.
+        attempts: usize,
+    },
+    /// A tensor's bytes do not match the manifest's hash, twice.
+    #[error("tensor '{tensor}' in {file} does not match its SHA-256 (fetched twice): the server's copy is corrupt or not the one the manifest describes")]
+    HashMismatch {
+        /// The tensor.
+        tensor: String,
+        /// Its shard.
+        file: String,
+    },
+    /// The consumer of a tensor refused it.
+    #[error("tensor '{tensor}': {problem}")]
+    Consume {
+        /// The tensor.
+        tensor: String,
+        /// Why.
         problem: String,
     },
     /// A tensor the model needs is not in the manifest.

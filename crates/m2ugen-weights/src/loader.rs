@@ -1,0 +1,228 @@
+//! Streams a model's tensors: manifest first, then each tensor by an HTTP range request (or a
+//! file read), several in flight, each checked against its SHA-256 before it is handed on.
+//!
+//! What it survives, and what it says:
+//! - a dropped connection: the range is resumed from the last byte received (up to
+//!   [`LoadOptions::max_resumes`] times per tensor), then an error naming the file and offset;
+//! - a server that ignores `Range`: whole shards are downloaded instead (each once) and a
+//!   [`Event::Notice`] says so;
+//! - a hash mismatch: the tensor is fetched once more, then an error naming the tensor.
+//!
+//! Progress ([`Event::Progress`]) carries bytes done and total, from which the rate and the time
+//! left follow. Written once for both targets: a [`Fetcher`] supplies the bytes (a directory or
+//! HTTP natively, `fetch` in the browser).
+
+use crate::manifest::{Manifest, TensorEntry};
+use crate::{Error, Result};
+use futures_util::stream::{self, StreamExt};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::future::Future;
+use std::ops::Range;
+use std::sync::Mutex;
+
+/// What a fetch returned.
+#[derive(Debug)]
+pub enum Reply {
+    /// The requested range (HTTP 206, or a file read), possibly cut short.
+    Range(Vec<u8>),
+    /// The whole file: the server ignored the range (HTTP 200), possibly cut short.
+    Whole(Vec<u8>),
+}
+
+/// A source of files: a base URL or directory.
+pub trait Fetcher {
+    /// Bytes `range` of `file` (the whole file for `None`). A transfer that breaks off returns
+    /// what arrived; an answer that is no answer (404, refused) is an error naming the file.
+    fn fetch(&self, file: &str, range: Option<Range<u64>>) -> impl Future<Output = Result<Reply>>;
+
+    /// Where the files come from, for messages.
+    fn origin(&self) -> String;
+}
+
+/// Loader settings.
+pub struct LoadOptions<'a> {
+    /// Requests in flight at once.
+    pub in_flight: usize,
+    /// Resumptions of one tensor's range before giving up.
+    pub max_resumes: usize,
+    /// Milliseconds from a monotonic clock (for the rate and time left).
+    pub clock: &'a dyn Fn() -> f64,
+}
+
+/// Bytes done so far.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Progress {
+    /// Verified bytes.
+    pub done: u64,
+    /// Bytes to load in all.
+    pub total: u64,
+    /// Milliseconds since loading began.
+    pub elapsed_ms: f64,
+}
+
+impl Progress {
+    /// Bytes per second so far.
+    pub fn rate(&self) -> f64 {
+        if self.elapsed_ms > 0.0 { self.done as f64 / (self.elapsed_ms / 1e3) } else { 0.0 }
+    }
+
+    /// Seconds left at the rate so far, if there is a rate.
+    pub fn eta_s(&self) -> Option<f64> {
+        let rate = self.rate();
+        (rate > 0.0).then(|| (self.total - self.done) as f64 / rate)
+    }
+}
+
+/// What the loader reports while it works.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Event {
+    /// A tensor was verified.
+    Progress(Progress),
+    /// Something the user should know (a fallback, a retry).
+    Notice(String),
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Fetches and parses the manifest.
+pub async fn load_manifest<F: Fetcher>(fetcher: &F) -> Result<Manifest> {
+    let bytes = match fetcher.fetch("manifest.json", None).await? {
+        Reply::Range(b) | Reply::Whole(b) => b,
+    };
+    Manifest::parse(&bytes)
+}
+
+struct State<'a, F> {
+    fetcher: &'a F,
+    manifest: &'a Manifest,
+    options: &'a LoadOptions<'a>,
+    /// Set once the server is seen ignoring ranges; then whole shards, each kept once.
+    no_ranges: Mutex<bool>,
+    shards: Mutex<HashMap<usize, Vec<u8>>>,
+    notices: Mutex<Vec<String>>,
+}
+
+impl<F: Fetcher> State<'_, F> {
+    fn notice(&self, text: String) {
+        if let Ok(mut n) = self.notices.lock() {
+            n.push(text);
+        }
+    }
+
+    fn ranges_ignored(&self) -> bool {
+        self.no_ranges.lock().map(|v| *v).unwrap_or(false)
+    }
+
+    /// The bytes of `range` in `file`, resuming after breaks.
+    async fn fetch_range(&self, t: &TensorEntry, file: &str, range: Range<u64>) -> Result<Vec<u8>> {
+        let len = (range.end - range.start) as usize;
+        let mut got: Vec<u8> = Vec::with_capacity(len);
+        let mut resumes = 0;
+        loop {
+            if self.ranges_ignored() {
+                let shard = self.whole_shard(t.shard, file).await?;
+                return Ok(shard[range.start as usize..range.end as usize].to_vec());
+            }
+            let from = range.start + got.len() as u64;
+            match self.fetcher.fetch(file, Some(from..range.end)).await? {
+                Reply::Range(bytes) => {
+                    let want = len - got.len();
+                    got.extend_from_slice(&bytes[..bytes.len().min(want)]);
+                    if got.len() == len {
+                        return Ok(got);
+                    }
+                }
+                Reply::Whole(bytes) => {
+                    if let Ok(mut v) = self.no_ranges.lock() {
+                        if !*v {
+                            *v = true;
+                            drop(v);
+                            self.notice(format!("{} ignores range requests: downloading whole shards instead", self.fetcher.origin()));
+                        }
+                    }
+                    let (a, b) = (range.start as usize, range.end as usize);
+                    if bytes.len() >= b {
+                        return Ok(bytes[a..b].to_vec());
+                    }
+                }
+            }
+            resumes += 1;
+            if resumes > self.options.max_resumes {
+                return Err(Error::Interrupted { file: file.to_string(), offset: range.start + got.len() as u64, attempts: resumes });
+            }
+            self.notice(format!("{file}: the connection broke at byte {}; resuming", range.start + got.len() as u64));
+        }
+    }
+
+    /// A whole shard, downloaded once (the fallback for servers without ranges).
+    async fn whole_shard(&self, shard: usize, file: &str) -> Result<Vec<u8>> {
+        if let Some(bytes) = self.shards.lock().ok().and_then(|s| s.get(&shard).cloned()) {
+            return Ok(bytes);
+        }
+        let expected = self.manifest.shards[shard].bytes as usize;
+        for attempt in 0..=self.options.max_resumes {
+            let (Reply::Range(bytes) | Reply::Whole(bytes)) = self.fetcher.fetch(file, None).await?;
+            if bytes.len() == expected {
+                if let Ok(mut s) = self.shards.lock() {
+                    s.insert(shard, bytes.clone());
+                }
+                return Ok(bytes);
+            }
+            self.notice(format!("{file}: the download broke at byte {} of {expected} (attempt {})", bytes.len(), attempt + 1));
+        }
+        Err(Error::Interrupted { file: file.to_string(), offset: 0, attempts: self.options.max_resumes + 1 })
+    }
+
+    /// One tensor, verified; fetched a second time if its hash does not match.
+    async fn tensor(&self, t: &TensorEntry) -> Result<Vec<u8>> {
+        let file = &self.manifest.shards[t.shard].file;
+        for attempt in 0..2 {
+            let bytes = self.fetch_range(t, file, t.offset..t.offset + t.bytes).await?;
+            if sha256_hex(&bytes) == t.sha256 {
+                return Ok(bytes);
+            }
+            if attempt == 0 {
+                self.notice(format!("{}: hash mismatch, fetching it again", t.name));
+                // A whole shard kept for the fallback may be the corrupt copy.
+                if let Ok(mut s) = self.shards.lock() {
+                    s.remove(&t.shard);
+                }
+            }
+        }
+        Err(Error::HashMismatch { tensor: t.name.clone(), file: file.clone() })
+    }
+}
+
+/// Loads `tensors` (all of the manifest's when `None`) and hands each verified tensor, in
+/// manifest order, to `on_tensor`; reports progress and notices to `on_event`.
+pub async fn load_tensors<F: Fetcher>(
+    fetcher: &F,
+    manifest: &Manifest,
+    tensors: Option<&[&str]>,
+    options: &LoadOptions<'_>,
+    mut on_event: impl FnMut(Event),
+    mut on_tensor: impl FnMut(&TensorEntry, Vec<u8>) -> Result<()>,
+) -> Result<()> {
+    let wanted: Vec<&TensorEntry> = match tensors {
+        None => manifest.tensors.iter().collect(),
+        Some(names) => names.iter().map(|n| manifest.tensor(n)).collect::<Result<_>>()?,
+    };
+    let total: u64 = wanted.iter().map(|t| t.bytes).sum();
+    let state = State { fetcher, manifest, options, no_ranges: Mutex::new(false), shards: Mutex::new(HashMap::new()), notices: Mutex::new(Vec::new()) };
+    let start = (options.clock)();
+    let mut done = 0u64;
+    let state = &state;
+    let mut results = stream::iter(wanted).map(|t| async move { (t, state.tensor(t).await) }).buffered(options.in_flight.max(1));
+    while let Some((t, bytes)) = results.next().await {
+        for n in state.notices.lock().map(|mut n| std::mem::take(&mut *n)).unwrap_or_default() {
+            on_event(Event::Notice(n));
+        }
+        on_tensor(t, bytes?)?;
+        done += t.bytes;
+        on_event(Event::Progress(Progress { done, total, elapsed_ms: (options.clock)() - start }));
+    }
+    Ok(())
+}
