@@ -1,6 +1,7 @@
 //! `m2ugen`: the native command line of m2ugen-web.
 //!
 //! - `m2ugen convert`: an official M2UGen checkpoint into the shard format.
+//! - `m2ugen verify`: stream a converted model from a directory or URL and check every hash.
 //! - `m2ugen info`: the GPU adapter, its features and limits.
 //! - `m2ugen bench [KERNEL]`: kernel throughput against a same-process copy baseline.
 //!
@@ -27,6 +28,14 @@ struct Cli {
 enum Command {
     /// Convert an official M2UGen checkpoint and/or Hugging Face models into manifest + shards.
     Convert(ConvertArgs),
+    /// Stream a converted model from a directory or an http(s) URL, checking every tensor's hash.
+    Verify {
+        /// A directory holding manifest.json, or the base URL it is served under.
+        source: String,
+        /// Requests in flight at once.
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
+        in_flight: u32,
+    },
     /// Show the GPU adapter this machine gives, its features and limits.
     Info,
     /// Measure kernels: time, GB/s, GFLOP/s, ratio to a buffer copy, fraction of peak.
@@ -139,6 +148,15 @@ fn main() -> ExitCode {
             }
         };
     }
+    if let Command::Verify { source, in_flight } = &cli.command {
+        return match run_verify(source, *in_flight as usize) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("m2ugen: verify: {}", format!("{e:#}").replace('\n', " "));
+                ExitCode::from(2)
+            }
+        };
+    }
     match pollster::block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -151,6 +169,48 @@ fn main() -> ExitCode {
 fn parse_component(s: &str) -> Result<(String, std::path::PathBuf), String> {
     let (name, dir) = s.split_once('=').ok_or_else(|| format!("'{s}' is not NAME=DIR"))?;
     Ok((name.to_string(), dir.into()))
+}
+
+fn run_verify(source: &str, in_flight: usize) -> anyhow::Result<()> {
+    use m2ugen_weights::loader::{load_manifest, load_tensors, Event, Fetcher, LoadOptions};
+    use m2ugen_weights::native::{DirFetcher, HttpFetcher};
+    async fn verify<F: Fetcher>(fetcher: &F, in_flight: usize) -> anyhow::Result<()> {
+        let manifest = load_manifest(fetcher).await?;
+        let clock = m2ugen_gpu::now_ms;
+        let options = LoadOptions { in_flight, max_resumes: 8, clock: &clock };
+        let mut count = 0;
+        let mut last = None;
+        let mut shown = f64::NEG_INFINITY;
+        let live = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        load_tensors(fetcher, &manifest, None, &options, |event| match event {
+            Event::Notice(n) => eprintln!("note: {n}"),
+            Event::Progress(p) => {
+                // On a terminal: bytes, rate and time left, at most twice a second.
+                if live && (p.elapsed_ms - shown > 500.0 || p.done == p.total) {
+                    shown = p.elapsed_ms;
+                    let eta = p.eta_s().map_or("?".to_string(), |s| format!("{s:.0} s"));
+                    let mib = |b: u64| b as f64 / (1 << 20) as f64;
+                    eprint!("\r{:.1} / {:.1} MiB, {:.1} MiB/s, {eta} left   ", mib(p.done), mib(p.total), p.rate() / (1 << 20) as f64);
+                }
+                last = Some(p);
+            }
+        }, |_, _| {
+            count += 1;
+            Ok(())
+        })
+        .await?;
+        if live {
+            eprintln!();
+        }
+        let p = last.map_or((0, 0.0), |p| (p.done, p.rate()));
+        println!("{}: {count} tensors verified, {:.1} MiB at {:.1} MiB/s", manifest.model, p.0 as f64 / (1 << 20) as f64, p.1 / (1 << 20) as f64);
+        Ok(())
+    }
+    if source.starts_with("http://") || source.starts_with("https://") {
+        pollster::block_on(verify(&HttpFetcher::new(source), in_flight))
+    } else {
+        pollster::block_on(verify(&DirFetcher(source.into()), in_flight))
+    }
 }
 
 fn run_convert(args: &ConvertArgs) -> anyhow::Result<()> {
@@ -175,7 +235,7 @@ fn run_convert(args: &ConvertArgs) -> anyhow::Result<()> {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Convert(_) => unreachable!("handled in main"),
+        Command::Convert(_) | Command::Verify { .. } => unreachable!("handled in main"),
         Command::Info => {
             let gpu = Gpu::new(GpuOptions::default()).await?;
             println!("{}", gpu.describe());

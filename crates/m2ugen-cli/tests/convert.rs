@@ -292,3 +292,26 @@ fn a_broken_safetensors_file_is_named() {
     assert!(one_line_exit_2(&run).contains("nothing to convert"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_converted_model_verifies_and_a_tampered_one_is_named() {
+    let out = scratch("verify");
+    assert!(convert(&out, &["--quant", "q8", "--shard-mib", "1"]).status.success());
+    let run = Command::new(env!("CARGO_BIN_EXE_m2ugen")).arg("verify").arg(&out).output().unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let (manifest, _) = load(&out);
+    assert!(stdout.starts_with(&format!("m2ugen: {} tensors verified", manifest.tensors.len())), "{stdout}");
+
+    // Flip one byte of the first tensor of the second shard: named after two tries.
+    let victim = manifest.tensors.iter().find(|t| t.shard == 1).unwrap();
+    let path = out.join(&manifest.shards[1].file);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[victim.offset as usize] ^= 1;
+    std::fs::write(&path, bytes).unwrap();
+    let run = Command::new(env!("CARGO_BIN_EXE_m2ugen")).arg("verify").arg(&out).output().unwrap();
+    assert_eq!(run.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(stderr.contains(&format!("tensor '{}' in shard-00001.bin does not match its SHA-256", victim.name)), "{stderr}");
+    std::fs::remove_dir_all(&out).unwrap();
+}
