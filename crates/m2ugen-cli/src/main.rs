@@ -139,29 +139,21 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Command::Convert(args) = &cli.command {
-        return match run_convert(args) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("m2ugen: convert: {}", format!("{e:#}").replace('\n', " "));
-                ExitCode::from(2)
-            }
-        };
+    match cli.command {
+        Command::Convert(args) => finish("convert: ", run_convert(&args), 2),
+        Command::Verify { source, in_flight } => finish("verify: ", run_verify(&source, in_flight as usize), 2),
+        Command::Info => finish("", pollster::block_on(run_info()), 1),
+        Command::Bench(args) => finish("", pollster::block_on(run_bench(args)), 1),
     }
-    if let Command::Verify { source, in_flight } = &cli.command {
-        return match run_verify(source, *in_flight as usize) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("m2ugen: verify: {}", format!("{e:#}").replace('\n', " "));
-                ExitCode::from(2)
-            }
-        };
-    }
-    match pollster::block_on(run(cli)) {
+}
+
+/// One line on stderr for a failure, with the command's exit code.
+fn finish(what: &str, result: anyhow::Result<()>, code: u8) -> ExitCode {
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("m2ugen: {}", format!("{e:#}").replace('\n', " "));
-            ExitCode::from(1)
+            eprintln!("m2ugen: {what}{}", format!("{e:#}").replace('\n', " "));
+            ExitCode::from(code)
         }
     }
 }
@@ -233,46 +225,45 @@ fn run_convert(args: &ConvertArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
-    match cli.command {
-        Command::Convert(_) | Command::Verify { .. } => unreachable!("handled in main"),
-        Command::Info => {
-            let gpu = Gpu::new(GpuOptions::default()).await?;
-            println!("{}", gpu.describe());
-            let l = &gpu.limits;
-            println!(
-                "max buffer {} MiB, workgroup storage {} KiB, invocations/workgroup {}, storage buffers/stage {}",
-                l.max_buffer_size >> 20,
-                l.max_compute_workgroup_storage_size >> 10,
-                l.max_compute_invocations_per_workgroup,
-                l.max_storage_buffers_per_shader_stage
-            );
-            Ok(())
-        }
-        Command::Bench(args) => {
-            let f16 = if args.elem == ElemArg::F16 { F16Mode::Require } else { F16Mode::Auto };
-            let gpu = Gpu::new(GpuOptions { f16, ..Default::default() }).await?;
-            let elem = if args.elem == ElemArg::F16 { Elem::F16 } else { Elem::F32 };
-            println!("device: {}", gpu.describe());
-            println!("method: {} launches in one submission after a warm-up, clock stopped when the queue drains; 'x copy' = GB/s over a same-size buffer copy in this process", args.iters);
-            let quant = match args.weights {
-                Weights::Dense => None,
-                Weights::Q8 => Some(QuantFormat::Q8),
-                Weights::Q4 => Some(QuantFormat::Q4),
-            };
-            let (m, k, n) = (args.m as usize, args.k as usize, args.n as usize);
-            let cases = match args.kernel {
-                Kernel::All => bench::default_cases(),
-                Kernel::Matvec => vec![Case::Matvec { quant, m, k, n }],
-                Kernel::Matmul => vec![Case::Matmul { quant, m, k, n }],
-                Kernel::RmsNorm => vec![Case::RmsNorm { rows: m, cols: k }],
-                Kernel::Softmax => vec![Case::Softmax { rows: m, cols: k }],
-                Kernel::Silu => vec![Case::Silu { n: k }],
-            };
-            for case in &cases {
-                println!("{}", bench::run(&gpu, elem, case, args.iters as usize).await?);
-            }
-            Ok(())
-        }
+async fn run_info() -> anyhow::Result<()> {
+    let gpu = Gpu::new(GpuOptions::default()).await?;
+    println!("{}", gpu.describe());
+    let l = &gpu.limits;
+    println!(
+        "max buffer {} MiB, workgroup storage {} KiB, invocations/workgroup {}, storage buffers/stage {}",
+        l.max_buffer_size >> 20,
+        l.max_compute_workgroup_storage_size >> 10,
+        l.max_compute_invocations_per_workgroup,
+        l.max_storage_buffers_per_shader_stage
+    );
+    Ok(())
+}
+
+async fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
+    let f16 = if args.elem == ElemArg::F16 { F16Mode::Require } else { F16Mode::Auto };
+    let gpu = Gpu::new(GpuOptions { f16, ..Default::default() }).await?;
+    let elem = if args.elem == ElemArg::F16 { Elem::F16 } else { Elem::F32 };
+    println!("device: {}", gpu.describe());
+    println!(
+        "method: {} launches in one submission after a warm-up, clock stopped when the queue drains; 'x copy' = GB/s over a same-size buffer copy in this process",
+        args.iters
+    );
+    let quant = match args.weights {
+        Weights::Dense => None,
+        Weights::Q8 => Some(QuantFormat::Q8),
+        Weights::Q4 => Some(QuantFormat::Q4),
+    };
+    let (m, k, n) = (args.m as usize, args.k as usize, args.n as usize);
+    let cases = match args.kernel {
+        Kernel::All => bench::default_cases(),
+        Kernel::Matvec => vec![Case::Matvec { quant, m, k, n }],
+        Kernel::Matmul => vec![Case::Matmul { quant, m, k, n }],
+        Kernel::RmsNorm => vec![Case::RmsNorm { rows: m, cols: k }],
+        Kernel::Softmax => vec![Case::Softmax { rows: m, cols: k }],
+        Kernel::Silu => vec![Case::Silu { n: k }],
+    };
+    for case in &cases {
+        println!("{}", bench::run(&gpu, elem, case, args.iters as usize).await?);
     }
+    Ok(())
 }
