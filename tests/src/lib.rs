@@ -36,6 +36,14 @@ impl Tol {
     }
 }
 
+impl Tol {
+    /// For results that are sums of `k` products (matmul, matvec): `atol` grows with sqrt(k).
+    pub fn for_sums(elem: Elem, k: usize) -> Tol {
+        let t = Tol::of(elem);
+        Tol { atol: t.atol * (k as f32).sqrt(), rtol: t.rtol }
+    }
+}
+
 /// Element types the native suite runs: f32 and f16. Set `M2UGEN_NO_F16=1` on a device without
 /// `shader-f16` to run f32 only (lavapipe, Metal, Vulkan on most GPUs all have it).
 pub fn native_elems() -> Vec<Elem> {

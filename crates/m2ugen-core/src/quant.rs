@@ -65,6 +65,17 @@ impl QuantFormat {
         }
     }
 
+    /// `u32` words of packed values per row of `cols` values.
+    pub const fn words_per_row(self, cols: usize) -> usize {
+        padded_cols(cols) / self.per_word()
+    }
+
+    /// Bytes of a `rows x cols` matrix: packed values, then packed scales.
+    pub fn matrix_bytes(self, rows: usize, cols: usize) -> Option<u64> {
+        let words = (self.words_per_row(cols) + scale_words_per_row(cols)) as u64;
+        (rows as u64).checked_mul(words)?.checked_mul(4)
+    }
+
     /// Largest error of a dequantized value in a group with scale `scale`.
     pub fn error_bound(self, scale: f32) -> f32 {
         0.5 * scale + self.qmax() as f32 * 2f32.powi(-24)
@@ -104,7 +115,7 @@ pub struct QuantizedMatrix {
 impl QuantizedMatrix {
     /// Words of packed values per row.
     pub fn words_per_row(&self) -> usize {
-        padded_cols(self.cols) / self.format.per_word()
+        self.format.words_per_row(self.cols)
     }
 
     /// Scale of group `g` of row `r`.
@@ -136,7 +147,7 @@ pub fn quantize(format: QuantFormat, rows: usize, cols: usize, w: &[f32]) -> Res
         return Err(Error::Length { what: format!("{} weight {rows}x{cols}", format.name()), expected: rows * cols, got: w.len() });
     }
     let per = format.per_word();
-    let words_per_row = padded_cols(cols) / per;
+    let words_per_row = format.words_per_row(cols);
     let swpr = scale_words_per_row(cols);
     let mut q = vec![0u32; rows * words_per_row];
     let mut scales = vec![0u32; rows * swpr];
@@ -190,6 +201,7 @@ mod tests {
         let w = rng.vec(rows * cols, -spread, spread);
         let m = quantize(format, rows, cols, &w).unwrap();
         assert_eq!(m.q.len(), rows * padded_cols(cols) / format.per_word());
+        assert_eq!(format.matrix_bytes(rows, cols), Some(m.bytes() as u64));
         assert_eq!(m.scales.len(), rows * scale_words_per_row(cols));
         let d = dequantize(&m);
         for r in 0..rows {

@@ -64,10 +64,7 @@ impl Weight {
     pub fn bytes(&self) -> u64 {
         match self {
             Weight::Dense(t) => t.bytes(),
-            Weight::Quant(q) => {
-                let m = m2ugen_core::quant::padded_cols(q.cols) / q.format.per_word() + scale_words_per_row(q.cols);
-                (q.rows * m * 4) as u64
-            }
+            Weight::Quant(q) => q.format.matrix_bytes(q.rows, q.cols).unwrap_or(u64::MAX),
         }
     }
 

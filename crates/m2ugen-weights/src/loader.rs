@@ -145,7 +145,14 @@ impl<F: Fetcher> State<'_, F> {
                     }
                     let (a, b) = (range.start as usize, range.end as usize);
                     if bytes.len() >= b {
-                        return Ok(bytes[a..b].to_vec());
+                        let slice = bytes[a..b].to_vec();
+                        // The whole shard came: keep it for its other tensors.
+                        if bytes.len() as u64 == self.manifest.shards[t.shard].bytes {
+                            if let Ok(mut s) = self.shards.lock() {
+                                s.insert(t.shard, bytes);
+                            }
+                        }
+                        return Ok(slice);
                     }
                 }
             }

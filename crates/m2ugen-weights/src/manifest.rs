@@ -27,7 +27,7 @@
 //!   CDN cannot point the loader anywhere else.
 
 use crate::{Error, Result};
-use m2ugen_core::quant::{padded_cols, scale_words_per_row, QuantFormat};
+use m2ugen_core::quant::QuantFormat;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashSet};
 
@@ -63,10 +63,9 @@ impl StoredType {
             StoredType::F16 => numel.checked_mul(2),
             StoredType::Q8 | StoredType::Q4 => {
                 let format = if self == StoredType::Q8 { QuantFormat::Q8 } else { QuantFormat::Q4 };
-                let cols = *shape.last()? as u64;
-                let rows = if cols == 0 { 0 } else { numel / cols };
-                let words = (padded_cols(cols as usize) / format.per_word() + scale_words_per_row(cols as usize)) as u64;
-                rows.checked_mul(words)?.checked_mul(4)
+                let cols = *shape.last()?;
+                let rows = if cols == 0 { 0 } else { numel / cols as u64 };
+                format.matrix_bytes(rows as usize, cols)
             }
         }
     }

@@ -154,9 +154,7 @@ async fn check_products(gpu: &Gpu, elem: Elem, seed: u64, shapes: &[(usize, usiz
             let mv = rec.matvec(&tx, weight, Some(&tbias))?;
             rec.submit()?;
             let shape = [m, k, n];
-            let tol = Tol::of(elem);
-            // Sums of k products: scale the tolerance with sqrt(k).
-            let tol = Tol { atol: tol.atol * (k as f32).sqrt(), rtol: tol.rtol };
+            let tol = Tol::for_sums(elem, k);
             let with_bias = cpu::matmul(&x, w_ref, Some(&bias), m, k, n);
             assert_close(&format!("matmul {name}"), &gpu.read(&mm).await?, &with_bias, tol, &shape)?;
             assert_close(&format!("matmul {name} no bias"), &gpu.read(&mm_plain).await?, &cpu::matmul(&x, w_ref, None, m, k, n), tol, &shape)?;

@@ -69,7 +69,7 @@ gpu_test!(async fn tensors_split_across_bindings_give_the_same_results(gpu, elem
     let mq = rec.matvec(&txs, &quant, None)?;
     let emb = rec.embedding(&table, &tids)?;
     rec.submit()?;
-    let tol_k = Tol { atol: tol.atol * (k as f32).sqrt(), rtol: tol.rtol };
+    let tol_k = Tol::for_sums(elem, k);
     let reference = cpu::matmul(&xs, &ws, None, m, k, n);
     assert_close("split matmul", &gpu.read(&mm).await?, &reference, tol_k, &[m, k, n])?;
     assert_close("split matvec", &gpu.read(&mv).await?, &reference, tol_k, &[m, k, n])?;

@@ -34,7 +34,7 @@ pub fn role(name: &str) -> Role {
     if name.contains(".lora_") {
         return Role::LoraPart;
     }
-    if name.contains(".parametrizations.weight.original") || name.ends_with(".weight_g") || name.ends_with(".weight_v") {
+    if weight_norm_parts(name).is_some() {
         return Role::WeightNormPart;
     }
     if name.ends_with("masked_spec_embed") {
@@ -87,7 +87,7 @@ pub fn role(name: &str) -> Role {
 /// under `component.`, weight norms folded, and EnCodec's training-only codebook statistics
 /// (`cluster_size`, `embed_avg`, `inited`) left out.
 pub fn hf_role(component: &str, name: &str) -> Role {
-    if name.contains(".parametrizations.weight.original") || name.ends_with(".weight_g") || name.ends_with(".weight_v") {
+    if weight_norm_parts(name).is_some() {
         return Role::WeightNormPart;
     }
     if name.ends_with(".codebook.cluster_size") || name.ends_with(".codebook.embed_avg") || name.ends_with(".codebook.inited") {
