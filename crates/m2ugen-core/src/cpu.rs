@@ -157,6 +157,35 @@ pub fn matmul(x: &[f32], w: &[f32], bias: Option<&[f32]>, m: usize, k: usize, n:
     y
 }
 
+/// Scaled dot-product attention, `softmax(q kᵀ / √head_dim) v` per head: `q` is
+/// `(q_rows, heads * head_dim)`, `k` and `v` are `(kv_len, kv_heads * head_dim)`, query head `h`
+/// reads key/value head `h / (heads / kv_heads)`. With `causal = Some(pos0)`, query row `i` sees
+/// keys `0 ..= pos0 + i` only. Output `(q_rows, heads * head_dim)`.
+#[allow(clippy::too_many_arguments)]
+pub fn attention(q: &[f32], k: &[f32], v: &[f32], q_rows: usize, kv_len: usize, heads: usize, kv_heads: usize, head_dim: usize, causal: Option<usize>) -> Vec<f32> {
+    let (qw, kw) = (heads * head_dim, kv_heads * head_dim);
+    let scale = 1.0 / (head_dim as f64).sqrt();
+    let mut out = vec![0f32; q_rows * qw];
+    for i in 0..q_rows {
+        let seen = causal.map_or(kv_len, |pos0| (pos0 + i + 1).min(kv_len));
+        for h in 0..heads {
+            let kh = h / (heads / kv_heads);
+            let qv = &q[i * qw + h * head_dim..][..head_dim];
+            let scores: Vec<f64> = (0..seen)
+                .map(|j| qv.iter().zip(&k[j * kw + kh * head_dim..][..head_dim]).map(|(&a, &b)| a as f64 * b as f64).sum::<f64>() * scale)
+                .collect();
+            let max = scores.iter().fold(f64::NEG_INFINITY, |m, &s| m.max(s));
+            let weights: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
+            let sum: f64 = weights.iter().sum();
+            for c in 0..head_dim {
+                let a: f64 = weights.iter().enumerate().map(|(j, w)| w * v[j * kw + kh * head_dim + c] as f64).sum();
+                out[i * qw + h * head_dim + c] = if sum > 0.0 { (a / sum) as f32 } else { 0.0 };
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,6 +215,17 @@ mod tests {
         assert_eq!(l, vec![-0.5, 1.5]);
         assert_eq!(matmul(&[1.0, 2.0], &[3.0, 4.0, 5.0, 6.0], Some(&[1.0, 0.0]), 1, 2, 2), vec![12.0, 17.0]);
         assert_eq!(embedding(&[1.0, 2.0, 3.0, 4.0], 2, &[1, 5, 0]), vec![3.0, 4.0, 0.0, 0.0, 1.0, 2.0]);
+    }
+
+    #[test]
+    fn attention_weighs_values_by_softmax_of_scores() {
+        // One head of width 1: scores are q·k; two keys with scores 0 and ln 3 weigh 1:3.
+        let out = attention(&[1.0], &[0.0, 3f32.ln()], &[10.0, 20.0], 1, 2, 1, 1, 1, None);
+        assert!((out[0] - 17.5).abs() < 1e-5, "{out:?}");
+        // Causal at position 0 sees the first key only.
+        assert_eq!(attention(&[1.0], &[0.0, 3f32.ln()], &[10.0, 20.0], 1, 2, 1, 1, 1, Some(0)), vec![10.0]);
+        // Two query heads share one key/value head.
+        assert_eq!(attention(&[0.0, 0.0], &[1.0], &[4.0], 1, 1, 2, 1, 1, None), vec![4.0, 4.0]);
     }
 
     #[test]

@@ -27,7 +27,7 @@ mod weight;
 
 pub use device::{F16Mode, Gpu, GpuOptions};
 pub use error::{Error, Result};
-pub use ops::{RopeTable, Unary};
+pub use ops::{HeadShape, Heads, RopeTable, Unary};
 pub use pipeline::{PipelineCache, PipelineKey, Slot};
 pub use platform::now_ms;
 pub use recorder::{grid, Recorder};

@@ -73,6 +73,8 @@ pub enum Kernel {
     Rope,
     /// `embed.wgsl`: embedding.
     Embed,
+    /// `attention.wgsl`: prefill, decode_split, decode_combine, kv_write.
+    Attention,
     /// `matmul.wgsl` with a weight library: matmul.
     Matmul(WeightKind),
     /// `matvec.wgsl` with a weight library: matvec.
@@ -92,12 +94,13 @@ const SCALES: (&str, &str) = shader!("weight_scales.wgsl");
 
 impl Kernel {
     /// Every kernel, each weight kind included: the list the naga test walks.
-    pub const ALL: [Kernel; 11] = [
+    pub const ALL: [Kernel; 12] = [
         Kernel::Elementwise,
         Kernel::Norm,
         Kernel::Softmax,
         Kernel::Rope,
         Kernel::Embed,
+        Kernel::Attention,
         Kernel::Matmul(WeightKind::Dense),
         Kernel::Matmul(WeightKind::Q8),
         Kernel::Matmul(WeightKind::Q4),
@@ -114,6 +117,7 @@ impl Kernel {
             Kernel::Softmax => shader!("softmax.wgsl"),
             Kernel::Rope => shader!("rope.wgsl"),
             Kernel::Embed => shader!("embed.wgsl"),
+            Kernel::Attention => shader!("attention.wgsl"),
             Kernel::Matmul(_) => shader!("matmul.wgsl"),
             Kernel::Matvec(_) => shader!("matvec.wgsl"),
         }
@@ -127,7 +131,7 @@ impl Kernel {
             WeightKind::Q4 => vec![SCALES, shader!("weight_q4.wgsl")],
         };
         match self {
-            Kernel::Elementwise | Kernel::Rope | Kernel::Embed => vec![COMMON],
+            Kernel::Elementwise | Kernel::Rope | Kernel::Embed | Kernel::Attention => vec![COMMON],
             Kernel::Norm | Kernel::Softmax => vec![COMMON, REDUCE],
             Kernel::Matmul(w) | Kernel::Matvec(w) => [vec![COMMON, PRODUCT], weight(w)].concat(),
         }

@@ -3,6 +3,7 @@
 //! Each checks its inputs' shapes and dtypes, allocates the output, and records one op per chunk
 //! it touches. Shapes are destructured where they enter.
 
+mod attention;
 mod elementwise;
 mod embed;
 mod linear;
@@ -10,6 +11,7 @@ mod norm;
 mod rope;
 mod softmax;
 
+pub use attention::{HeadShape, Heads, DECODE_SPLIT, MAX_HEAD_DIM};
 pub use elementwise::Unary;
 pub use linear::MATVEC_MAX_ROWS;
 pub use rope::RopeTable;
