@@ -3,7 +3,7 @@
 // Bindings:
 //   0 params            { n, b_len }
 //   1 a    (n)          input
-//   2 b    (b_len)      second input of add/mul, repeated every b_len elements (a bias row);
+//   2 b    (b_len)      second input of add/sub/mul, repeated every b_len elements (a bias row);
 //                       not bound for the unary ops
 //   3 out  (n)          result
 // One invocation computes one element, in f32, and stores it as `elem`.
@@ -29,6 +29,13 @@ fn add(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     let i = element(wid, nwg, lid);
     if (i >= p.n) { return; }
     out[i] = elem(f32(a[i]) + f32(b[i % p.b_len]));
+}
+
+@compute @workgroup_size(256)
+fn sub(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let i = element(wid, nwg, lid);
+    if (i >= p.n) { return; }
+    out[i] = elem(f32(a[i]) - f32(b[i % p.b_len]));
 }
 
 @compute @workgroup_size(256)
@@ -80,4 +87,12 @@ fn tanh_op(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
     let v = f32(a[i]);
     let e = exp(-2.0 * abs(v));
     out[i] = elem(sign(v) * (1.0 - e) / (1.0 + e));
+}
+
+// ReLU (the output projector's transformer).
+@compute @workgroup_size(256)
+fn relu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let i = element(wid, nwg, lid);
+    if (i >= p.n) { return; }
+    out[i] = elem(max(f32(a[i]), 0.0));
 }

@@ -9,6 +9,8 @@
 #![allow(clippy::unwrap_used)]
 
 pub use anyhow::{ensure, Result};
+
+pub mod parity;
 use m2ugen_gpu::registry::Elem;
 use m2ugen_gpu::{F16Mode, Gpu, GpuOptions};
 
@@ -81,12 +83,13 @@ pub async fn gpu_with(options: GpuOptions) -> Gpu {
     }
 }
 
-/// Runs a future to completion natively, failing (not hanging) after `limit` seconds.
+/// Runs the future `make` returns to completion natively (on a thread of its own, so it need not
+/// be `Send`), failing (not hanging) after `limit` seconds.
 #[cfg(not(target_arch = "wasm32"))]
-pub fn block_on<F: std::future::Future<Output = ()> + Send + 'static>(name: &'static str, limit: u64, f: F) {
+pub fn block_on<F: std::future::Future<Output = ()>>(name: &'static str, limit: u64, make: impl FnOnce() -> F + Send + 'static) {
     let (tx, rx) = std::sync::mpsc::channel();
     let handle = std::thread::spawn(move || {
-        pollster::block_on(f);
+        pollster::block_on(make());
         let _ = tx.send(());
     });
     match rx.recv_timeout(std::time::Duration::from_secs(limit)) {
@@ -113,7 +116,7 @@ macro_rules! gpu_test {
         #[test]
         fn $name() {
             async fn inner($gpu: &m2ugen_gpu::Gpu, $elem: m2ugen_gpu::registry::Elem) -> $crate::Result<()> $body
-            $crate::block_on(stringify!($name), 300, async {
+            $crate::block_on(stringify!($name), 300, || async {
                 for elem in $crate::native_elems() {
                     let gpu = $crate::gpu(elem).await;
                     if let Err(e) = inner(&gpu, elem).await {

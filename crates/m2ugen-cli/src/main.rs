@@ -8,7 +8,7 @@
 //! Bad arguments and unusable input files print one line and exit with code 2; a failure of the
 //! work itself (no GPU) prints one line and exits with code 1.
 
-mod convert;
+use m2ugen_convert as convert;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use m2ugen_core::quant::QuantFormat;

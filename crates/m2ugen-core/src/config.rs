@@ -1,7 +1,28 @@
 //! Model configurations: plain structs with the paper's sizes and the test fixtures' sizes.
 //! Widths are never written as literals elsewhere: code asks a config.
 
-/// LLaMA geometry, with the M2UGen additions (output tokens).
+/// A kind of media that conditions the LLM through the adapter prefix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Modality {
+    /// Music (MERT features).
+    Music,
+    /// An image (ViT features).
+    Image,
+    /// A video (ViViT features).
+    Video,
+}
+
+impl Modality {
+    /// Every modality.
+    pub const ALL: [Modality; 3] = [Modality::Music, Modality::Image, Modality::Video];
+
+    /// M2UGen's adapter layers: 6 music, 6 image, 6 video (the last 18 layers).
+    pub fn m2ugen_prefix() -> Vec<Modality> {
+        [Modality::Music; 6].into_iter().chain([Modality::Image; 6]).chain([Modality::Video; 6]).collect()
+    }
+}
+
+/// LLaMA geometry, with the M2UGen additions (output tokens, adapter prefix).
 #[derive(Clone, Debug, PartialEq)]
 pub struct LlamaConfig {
     /// Model width.
@@ -22,6 +43,8 @@ pub struct LlamaConfig {
     pub rope_theta: f32,
     /// Longest sequence the KV cache holds.
     pub max_seq: usize,
+    /// The adapter layers, the last `prefix.len()` layers: which media each takes.
+    pub prefix: Vec<Modality>,
 }
 
 impl LlamaConfig {
@@ -46,7 +69,13 @@ impl LlamaConfig {
             norm_eps: 1e-5,
             rope_theta: 10000.0,
             max_seq: 4096,
+            prefix: Modality::m2ugen_prefix(),
         }
+    }
+
+    /// MU-LLaMA: LLaMA-2 7B, 32000 tokens, the last 20 layers take the music feature.
+    pub fn mu_llama() -> Self {
+        LlamaConfig { vocab: 32000, prefix: vec![Modality::Music; 20], ..Self::llama2_7b_m2ugen() }
     }
 
     /// The reference fixture's size (`fixtures/reference-m2ugen/llama/params.json`): dim 64,
@@ -62,6 +91,7 @@ impl LlamaConfig {
             norm_eps: 1e-5,
             rope_theta: 10000.0,
             max_seq: 512,
+            prefix: Modality::m2ugen_prefix(),
         }
     }
 

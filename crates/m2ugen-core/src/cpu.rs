@@ -9,6 +9,11 @@ pub fn add(a: &[f32], b: &[f32]) -> Vec<f32> {
     a.iter().enumerate().map(|(i, x)| x + b[i % b.len()]).collect()
 }
 
+/// `a - b`, with `b` repeated when it is shorter.
+pub fn sub(a: &[f32], b: &[f32]) -> Vec<f32> {
+    a.iter().enumerate().map(|(i, x)| x - b[i % b.len()]).collect()
+}
+
 /// `a * b`, with `b` repeated when it is shorter.
 pub fn mul(a: &[f32], b: &[f32]) -> Vec<f32> {
     a.iter().enumerate().map(|(i, x)| x * b[i % b.len()]).collect()
@@ -32,6 +37,11 @@ pub fn elu(x: &[f32]) -> Vec<f32> {
 /// Hyperbolic tangent.
 pub fn tanh(x: &[f32]) -> Vec<f32> {
     x.iter().map(|&v| (v as f64).tanh() as f32).collect()
+}
+
+/// ReLU: `max(x, 0)`.
+pub fn relu(x: &[f32]) -> Vec<f32> {
+    x.iter().map(|&v| v.max(0.0)).collect()
 }
 
 /// The error function to double precision, by its Maclaurin series for small `|x|` and its
@@ -203,9 +213,11 @@ mod tests {
     fn small_ops_give_hand_computed_values() {
         assert_eq!(add(&[1.0, 2.0, 3.0, 4.0], &[10.0, 20.0]), vec![11.0, 22.0, 13.0, 24.0]);
         assert_eq!(mul(&[1.0, 2.0], &[3.0, 4.0]), vec![3.0, 8.0]);
+        assert_eq!(sub(&[1.0, 2.0, 3.0], &[1.0]), vec![0.0, 1.0, 2.0]);
         assert!((silu(&[1.0])[0] - 0.731_058_6).abs() < 1e-6);
         assert!((gelu(&[1.0])[0] - 0.841_344_7).abs() < 1e-6);
         assert!((elu(&[-1.0])[0] + 0.632_120_6).abs() < 1e-6);
+        assert_eq!(relu(&[-1.0, 0.5]), vec![0.0, 0.5]);
         let s = softmax(&[0.0, 0.0, 0.0, 0.0, 1.0, 1000.0], 3);
         assert!((s[0] - 1.0 / 3.0).abs() < 1e-7 && (s[5] - 1.0).abs() < 1e-7);
         let r = rms_norm(&[3.0, 4.0], &[1.0, 2.0], 2, 0.0);

@@ -63,7 +63,7 @@ impl WeightKind {
 /// One kernel family: a WGSL file and the libraries it needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kernel {
-    /// `elementwise.wgsl`: add, mul, silu, gelu, elu, tanh_op.
+    /// `elementwise.wgsl`: add, sub, mul, silu, gelu, elu, tanh_op, relu.
     Elementwise,
     /// `norm.wgsl`: rms_norm, layer_norm.
     Norm,

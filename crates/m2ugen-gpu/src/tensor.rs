@@ -59,6 +59,17 @@ impl GpuTensor {
         (self.numel() * self.dtype.size()) as u64
     }
 
+    /// The same data under another shape with as many elements (one-chunk tensors only: a split
+    /// tensor's chunks are whole rows of its own shape).
+    pub fn reshape(&self, shape: &[usize]) -> Result<GpuTensor> {
+        let numel: usize = shape.iter().product();
+        if numel != self.numel() || self.chunks.len() != 1 {
+            return Err(Error::Shape { op: "reshape", what: "tensor", expected: format!("{numel} elements in one binding for {shape:?}"), got: self.shape.clone() });
+        }
+        let rows = shape[..shape.len().saturating_sub(1)].iter().product();
+        Ok(GpuTensor { shape: shape.to_vec(), dtype: self.dtype, chunks: vec![Chunk { rows: 0..rows, buffer: self.chunks[0].buffer.clone() }] })
+    }
+
     /// The buffer of a tensor that must sit in one binding, or an error naming `op` and `what`.
     pub fn single(&self, gpu: &Gpu, op: &'static str, what: &'static str) -> Result<wgpu::Buffer> {
         match self.chunks.as_slice() {

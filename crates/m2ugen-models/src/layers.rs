@@ -1,6 +1,7 @@
 //! Blocks shared by the models.
 
-use m2ugen_gpu::{GpuTensor, Recorder, Result, Unary, Weight};
+use crate::{Result, Store};
+use m2ugen_gpu::{GpuTensor, Recorder, Unary, Weight};
 
 /// A linear layer, `y = x · Wᵀ + b`, for any weight type.
 pub struct Linear {
@@ -13,7 +14,14 @@ pub struct Linear {
 impl Linear {
     /// Applies the layer to `x` of shape `(.., in_features)`.
     pub fn forward(&self, rec: &mut Recorder, x: &GpuTensor) -> Result<GpuTensor> {
-        rec.linear(x, &self.weight, self.bias.as_ref())
+        Ok(rec.linear(x, &self.weight, self.bias.as_ref())?)
+    }
+
+    /// `{name}.weight` `(out, in)` and, with `bias`, `{name}.bias` from the store.
+    pub fn load(store: &Store, name: &str, out_features: usize, in_features: usize, bias: bool) -> Result<Linear> {
+        let weight = store.weight(&format!("{name}.weight"), out_features, in_features)?;
+        let bias = if bias { Some(store.tensor(&format!("{name}.bias"), &[out_features])?) } else { None };
+        Ok(Linear { weight, bias })
     }
 }
 
@@ -28,7 +36,12 @@ pub struct RmsNorm {
 impl RmsNorm {
     /// Normalises each row of `x`.
     pub fn forward(&self, rec: &mut Recorder, x: &GpuTensor) -> Result<GpuTensor> {
-        rec.rms_norm(x, &self.weight, self.eps)
+        Ok(rec.rms_norm(x, &self.weight, self.eps)?)
+    }
+
+    /// `{name}.weight` `(dim)` from the store.
+    pub fn load(store: &Store, name: &str, dim: usize, eps: f32) -> Result<RmsNorm> {
+        Ok(RmsNorm { weight: store.tensor(&format!("{name}.weight"), &[dim])?, eps })
     }
 }
 
@@ -50,5 +63,14 @@ impl FeedForward {
         let up = self.w3.forward(rec, x)?;
         let hidden = rec.mul(&gate, &up)?;
         self.w2.forward(rec, &hidden)
+    }
+
+    /// `{name}.w1|w2|w3` from the store, with biases when `bias`.
+    pub fn load(store: &Store, name: &str, dim: usize, hidden: usize, bias: bool) -> Result<FeedForward> {
+        Ok(FeedForward {
+            w1: Linear::load(store, &format!("{name}.w1"), hidden, dim, bias)?,
+            w2: Linear::load(store, &format!("{name}.w2"), dim, hidden, bias)?,
+            w3: Linear::load(store, &format!("{name}.w3"), hidden, dim, bias)?,
+        })
     }
 }

@@ -1,8 +1,53 @@
-//! The models of M2UGen, written once for every weight type and both targets.
+//! The models of M2UGen, written once for every weight type and both targets, one file each.
 //!
-//! Today it holds [`layers`], the blocks the models share. The models themselves (LLaMA with its
-//! adapter parts, the output projector, MERT, ViT, ViViT, T5, MusicGen, EnCodec) arrive one file
-//! each with the issues that load and check them against the reference.
+//! - [`layers`]: the blocks the models share (linear, RMSNorm, SwiGLU).
+//! - [`store`]: tensors uploaded as the loader delivers them, taken by name by a model.
+//! - [`llama`]: LLaMA with M2UGen's adapter parts, its KV cache, prefill and decode.
+//! - [`projector`]: the output projector (LLM states to the music decoder's conditioning).
+//!
+//! MERT, ViT, ViViT, T5, MusicGen and EnCodec arrive with the issues that check them against
+//! the reference.
 #![deny(missing_docs)]
 
 pub mod layers;
+pub mod llama;
+pub mod projector;
+pub mod store;
+
+pub use llama::{KvCache, Llama, Media};
+pub use m2ugen_core::config::{LlamaConfig, Modality};
+pub use projector::OutputProjector;
+pub use store::Store;
+
+/// Errors of the models, each naming the tensor or setting at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A GPU operation failed.
+    #[error(transparent)]
+    Gpu(#[from] m2ugen_gpu::Error),
+    /// The model needs a tensor the weights do not have.
+    #[error("weights: no tensor named '{0}'")]
+    MissingTensor(String),
+    /// A tensor is not what the model expects.
+    #[error("weights: tensor '{name}' {problem}")]
+    Tensor {
+        /// The tensor.
+        name: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// The model's configuration is unusable.
+    #[error("config: {field}: {problem}")]
+    Config {
+        /// The field.
+        field: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// A request does not fit the model or its cache.
+    #[error("{0}")]
+    Request(String),
+}
+
+/// Result with the models' [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -4,6 +4,7 @@
 //! - [`manifest`]: the format, and its checks on a manifest as untrusted input.
 //! - [`loader`]: range requests, several in flight, resume, fallback, hash checks, progress;
 //!   the same code for every [`loader::Fetcher`].
+//! - [`safetensors`]: the `.safetensors` layout, parsed as untrusted input.
 //! - `native` (not in the browser): fetchers for a directory and for HTTP(S).
 //!
 //! Not yet: the browser's fetcher and its cache (Cache API / OPFS), which come next.
@@ -13,6 +14,7 @@
 
 pub mod loader;
 pub mod manifest;
+pub mod safetensors;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod native;
 

@@ -27,6 +27,8 @@ gpu_test!(async fn add_and_mul_same_shape_and_bias_row(gpu, elem) {
         let mut rec = Recorder::new(gpu);
         let sum = rec.add(&ta, &tb)?;
         let prod = rec.mul(&ta, &tb)?;
+        let diff = rec.sub(&ta, &tb)?;
+        let less_bias = rec.sub(&ta, &tbias)?;
         let biased = rec.add(&ta, &tbias)?;
         let scaled = rec.mul(&ta, &tbias)?;
         rec.submit()?;
@@ -34,6 +36,8 @@ gpu_test!(async fn add_and_mul_same_shape_and_bias_row(gpu, elem) {
         let shape = [rows, cols];
         assert_close("add", &gpu.read(&sum).await?, &cpu::add(&a, &b), tol, &shape)?;
         assert_close("mul", &gpu.read(&prod).await?, &cpu::mul(&a, &b), tol, &shape)?;
+        assert_close("sub", &gpu.read(&diff).await?, &cpu::sub(&a, &b), tol, &shape)?;
+        assert_close("sub bias row", &gpu.read(&less_bias).await?, &cpu::sub(&a, &bias), tol, &shape)?;
         assert_close("add bias row", &gpu.read(&biased).await?, &cpu::add(&a, &bias), tol, &shape)?;
         assert_close("mul by row", &gpu.read(&scaled).await?, &cpu::mul(&a, &bias), tol, &shape)?;
     }
@@ -60,6 +64,7 @@ gpu_test!(async fn unary_ops_over_a_wide_range(gpu, elem) {
                 Unary::Gelu => cpu::gelu(&x),
                 Unary::Elu => cpu::elu(&x),
                 Unary::Tanh => cpu::tanh(&x),
+                Unary::Relu => cpu::relu(&x),
             };
             assert_close(&format!("{op:?}"), &gpu.read(&y).await?, &reference, Tol::of(elem), &[n])?;
         }

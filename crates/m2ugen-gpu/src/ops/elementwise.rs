@@ -19,11 +19,13 @@ pub enum Unary {
     Elu,
     /// tanh.
     Tanh,
+    /// `max(x, 0)`.
+    Relu,
 }
 
 impl Unary {
     /// Every unary op.
-    pub const ALL: [Unary; 4] = [Unary::Silu, Unary::Gelu, Unary::Elu, Unary::Tanh];
+    pub const ALL: [Unary; 5] = [Unary::Silu, Unary::Gelu, Unary::Elu, Unary::Tanh, Unary::Relu];
 
     fn entry(self) -> &'static str {
         match self {
@@ -31,6 +33,7 @@ impl Unary {
             Unary::Gelu => "gelu",
             Unary::Elu => "elu",
             Unary::Tanh => "tanh_op",
+            Unary::Relu => "relu",
         }
     }
 }
@@ -40,6 +43,11 @@ impl Recorder<'_> {
     /// in which case `a`'s row length must be a multiple of it.
     pub fn add(&mut self, a: &GpuTensor, b: &GpuTensor) -> Result<GpuTensor> {
         self.binary("add", a, b)
+    }
+
+    /// `a - b`, broadcast as in [`Recorder::add`].
+    pub fn sub(&mut self, a: &GpuTensor, b: &GpuTensor) -> Result<GpuTensor> {
+        self.binary("sub", a, b)
     }
 
     /// `a * b`, broadcast as in [`Recorder::add`].

@@ -2,7 +2,6 @@
 //! time so that a model is never held in memory whole.
 
 use anyhow::{bail, Context, Result};
-use half::{bf16, f16};
 use pytorch_reader::{DType as TorchType, PytorchReader};
 use std::collections::BTreeMap;
 use std::io::{Read, Seek, SeekFrom};
@@ -20,16 +19,7 @@ pub trait TensorSource {
     fn read_f32(&self, name: &str) -> Result<Vec<f32>>;
 }
 
-/// Float bytes of a known element type (little-endian) as f32; `None` for non-float types.
-fn floats(bytes: &[u8], dtype: &str) -> Option<Vec<f32>> {
-    Some(match dtype {
-        "F32" => bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
-        "F16" => bytes.chunks_exact(2).map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
-        "BF16" => bytes.chunks_exact(2).map(|b| bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
-        "F64" => bytes.chunks_exact(8).map(|b| f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f32).collect(),
-        _ => return None,
-    })
-}
+use m2ugen_weights::safetensors::{self as st, floats};
 
 /// A PyTorch checkpoint's state dict under `model`, read safely (pickle data only, nothing run).
 pub struct Checkpoint {
@@ -81,53 +71,28 @@ impl TensorSource for Checkpoint {
     }
 }
 
-#[derive(serde::Deserialize)]
-struct SafetensorsEntry {
-    dtype: String,
-    shape: Vec<usize>,
-    data_offsets: [u64; 2],
-}
-
 /// A `.safetensors` file: its header is parsed up front, each tensor read by its byte range.
 pub struct Safetensors {
     path: PathBuf,
-    data_start: u64,
-    entries: BTreeMap<String, SafetensorsEntry>,
+    entries: BTreeMap<String, st::Entry>,
 }
-
-/// Largest header accepted (real ones are well under 1 MiB).
-const MAX_HEADER: u64 = 100 << 20;
 
 impl Safetensors {
     /// Opens and checks the header of `path`.
     pub fn open(path: &Path) -> Result<Self> {
-        let name = path.display();
+        let name = path.display().to_string();
         let mut f = std::fs::File::open(path).with_context(|| format!("{name}: cannot open"))?;
         let file_len = f.metadata().with_context(|| format!("{name}: cannot stat"))?.len();
         let mut len = [0u8; 8];
         f.read_exact(&mut len).with_context(|| format!("{name}: too short for a safetensors header"))?;
-        let header_len = u64::from_le_bytes(len);
-        if header_len > MAX_HEADER || 8 + header_len > file_len {
-            bail!("{name}: header length {header_len} does not fit the file ({file_len} bytes)");
-        }
+        let header_len = st::header_len(len, file_len, &name)?;
         let mut header = vec![0u8; header_len as usize];
         f.read_exact(&mut header).with_context(|| format!("{name}: reading the header"))?;
-        let mut raw: BTreeMap<String, serde_json::Value> = serde_json::from_slice(&header).with_context(|| format!("{name}: the header is not valid JSON"))?;
-        raw.remove("__metadata__");
-        let data_start = 8 + header_len;
-        let mut entries = BTreeMap::new();
-        for (key, value) in raw {
-            let e: SafetensorsEntry = serde_json::from_value(value).with_context(|| format!("{name}: header entry '{key}'"))?;
-            let [a, b] = e.data_offsets;
-            if a > b || data_start + b > file_len {
-                bail!("{name}: '{key}' spans bytes {a}..{b}, outside the file");
-            }
-            entries.insert(key, e);
-        }
-        Ok(Safetensors { path: path.to_path_buf(), data_start, entries })
+        let entries = st::parse_header(&header, file_len, &name)?;
+        Ok(Safetensors { path: path.to_path_buf(), entries })
     }
 
-    fn entry(&self, name: &str) -> Result<&SafetensorsEntry> {
+    fn entry(&self, name: &str) -> Result<&st::Entry> {
         self.entries.get(name).with_context(|| format!("{}: no tensor '{name}'", self.path.display()))
     }
 }
@@ -148,10 +113,9 @@ impl TensorSource for Safetensors {
     fn read_f32(&self, name: &str) -> Result<Vec<f32>> {
         let e = self.entry(name)?;
         let at = self.path.display();
-        let [a, b] = e.data_offsets;
         let mut f = std::fs::File::open(&self.path).with_context(|| format!("{at}: cannot open"))?;
-        f.seek(SeekFrom::Start(self.data_start + a)).with_context(|| format!("{at}: seeking to '{name}'"))?;
-        let mut bytes = vec![0u8; (b - a) as usize];
+        f.seek(SeekFrom::Start(e.range.start)).with_context(|| format!("{at}: seeking to '{name}'"))?;
+        let mut bytes = vec![0u8; (e.range.end - e.range.start) as usize];
         f.read_exact(&mut bytes).with_context(|| format!("{at}: reading '{name}'"))?;
         let values = floats(&bytes, &e.dtype).with_context(|| format!("{at}: '{name}' is {}, expected a float tensor", e.dtype))?;
         let numel: usize = e.shape.iter().product();

@@ -10,7 +10,9 @@
 //! | `output_projector.fc`, `.model`, `.query_embs`, `.tfm` | `output_projector.in_proj`, `.out_proj`, `.queries`, `.transformer` |
 //! | `mert_model.*`, `vit_model.*`, `vivit_model.*`, `generation_model.*` | `mert.*`, `vit.*`, `vivit.*`, `musicgen.*` |
 //!
-//! LoRA pairs (`lora_<w>_l1`, `lora_<w>_l2`) are not renamed: they are folded into `<w>`.
+//! LoRA pairs (`lora_<w>_l1`, `lora_<w>_l2`) are folded into `<w>`. The pair of `wv` is also
+//! kept, as `attention.wv_lora_down` (`l1`) and `attention.wv_lora_up` (`l2`): the reference
+//! sends the adapter prefix through `wv` without its LoRA, so the model takes it back out there.
 
 /// What a reference tensor becomes.
 #[derive(Debug, PartialEq)]

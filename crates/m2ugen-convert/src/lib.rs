@@ -1,4 +1,4 @@
-//! `m2ugen convert`: official M2UGen checkpoints and Hugging Face models into the shard format.
+//! Conversion (`m2ugen convert`): official M2UGen checkpoints and Hugging Face models into the shard format.
 //!
 //! Reads `checkpoint.pth` safely (tensor data only, nothing executed; non-tensor objects such as
 //! `args` are never touched) and `.safetensors` files by byte range, one tensor at a time, and
@@ -6,6 +6,7 @@
 //! LoRA pairs are folded into their base weights (`W + B·A`), weight-norm pairs into plain
 //! weights (`g · v / ‖v‖`), the LLM's linear weights are quantized on request, and everything
 //! else is stored as f16 (or f32 with `--dtype f32`, which the parity tests use).
+#![deny(missing_docs)]
 
 pub mod names;
 pub mod source;
@@ -85,7 +86,7 @@ fn float_bytes(values: &[f32], dtype: StoredType) -> Vec<u8> {
 /// Whether a converted tensor is a linear weight of the LLM or of the MusicGen decoder (the
 /// ones quantized on request; embeddings, norms and everything else stay float).
 fn quantizable(ours: &str, shape: &[usize]) -> bool {
-    let linear = shape.len() == 2 && ours.ends_with(".weight") && !ours.contains("norm") && !ours.contains("embed");
+    let linear = shape.len() == 2 && ours.ends_with(".weight") && !ours.contains("norm") && !ours.contains("embed") && !ours.contains("lora");
     linear && (ours.starts_with("llm.layers.") || ours.starts_with("musicgen.decoder.model.decoder.layers.") || ours.starts_with("musicgen.decoder.lm_heads."))
 }
 
@@ -118,7 +119,14 @@ fn convert_source(source: &dyn TensorSource, name_of: &dyn Fn(&str) -> Role, wri
                     if a_in != in_f || b_out != out_f || b_rank != rank {
                         bail!("LoRA of '{name}': {shape:?} = {b_shape:?} x {a_shape:?} does not fit");
                     }
-                    fold_lora(&mut values, &source.read_f32(&l1)?, &source.read_f32(&l2)?, out_f, in_f, rank);
+                    let (a, b) = (source.read_f32(&l1)?, source.read_f32(&l2)?);
+                    fold_lora(&mut values, &a, &b, out_f, in_f, rank);
+                    // The adapter prefix goes through wv without its LoRA (as the reference
+                    // computes it): keep the pair so the model can take it back out.
+                    if let Some(stem) = ours.strip_suffix(".attention.wv.weight") {
+                        writer.add(&format!("{stem}.attention.wv_lora_down.weight"), &a_shape, options.float, &float_bytes(&a, options.float))?;
+                        writer.add(&format!("{stem}.attention.wv_lora_up.weight"), &b_shape, options.float, &float_bytes(&b, options.float))?;
+                    }
                 }
                 (ours, values, shape)
             }

@@ -1,0 +1,49 @@
+use m2ugen_convert::{convert, Inputs, Options};
+use m2ugen_core::quant::QuantFormat;
+use m2ugen_tests::parity::{check_projector, check_prompt_cases, load_model};
+use m2ugen_tests::{block_on, native_elems};
+use m2ugen_weights::native::DirFetcher;
+use m2ugen_weights::safetensors::InMemory;
+use m2ugen_weights::StoredType;
+use std::path::{Path, PathBuf};
+
+/// The fixture directory: `M2UGEN_REFERENCE_FIXTURE`, or the repository's copy.
+fn fixture() -> PathBuf {
+    std::env::var_os("M2UGEN_REFERENCE_FIXTURE").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("data/reference-m2ugen"))
+}
+
+/// Converts the fixture's checkpoint into a fresh directory.
+fn converted(tag: &str, quant: Option<QuantFormat>) -> PathBuf {
+    let dir = fixture();
+    let params = if dir.join("params.json").is_file() { dir.join("params.json") } else { dir.join("llama/params.json") };
+    let out = std::env::temp_dir().join(format!("m2ugen-parity-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let checkpoint = dir.join("checkpoint.pth");
+    let inputs = Inputs { m2ugen: Some((&checkpoint, &params)), hf: vec![] };
+    let options = Options { float: StoredType::F32, quant, shard_bytes: 1 << 20, model: "fixture".into() };
+    convert(&inputs, &out, &options).unwrap();
+    out
+}
+
+fn io() -> InMemory {
+    let path = fixture().join("io.safetensors");
+    InMemory::parse("io.safetensors", std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
+}
+
+#[test]
+fn llm_and_projector_match_the_reference() {
+    let dir = converted("f32", None);
+    block_on("llm_and_projector_match_the_reference", 600, move || async move {
+        let io = io();
+        for elem in native_elems() {
+            let gpu = m2ugen_tests::gpu(elem).await;
+            let model = load_model(&gpu, elem, &DirFetcher(dir.clone())).await.unwrap();
+            if let Err(e) = check_prompt_cases(&gpu, elem, &model, &io).await {
+                panic!("{elem:?}: {e:#}");
+            }
+            if let Err(e) = check_projector(&gpu, elem, &model, &io).await {
+                panic!("{elem:?}: {e:#}");
+            }
+        }
+    });
+}
