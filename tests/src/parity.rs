@@ -11,6 +11,7 @@ use m2ugen_models::llama::Media;
 use m2ugen_models::projector::{OutputProjector, ProjectorConfig};
 use m2ugen_models::{Llama, Store};
 use m2ugen_weights::loader::{load_manifest, Fetcher, LoadOptions};
+use m2ugen_pipeline::generate::Detokenize;
 use m2ugen_weights::safetensors::InMemory;
 
 /// The fixture's `[AUD0]`: the first added token.
@@ -173,4 +174,86 @@ pub async fn check_projector(gpu: &Gpu, elem: Elem, model: &Model, io: &InMemory
 /// Index of the largest value (the first of equals).
 pub fn argmax(v: &[f32]) -> u32 {
     v.iter().enumerate().fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &x)| if x > bv { (i, x) } else { (bi, bv) }).0 as u32
+}
+
+/// A stand-in tokenizer for the fixture's random vocabulary: token `t` is the letter `t mod 26`.
+pub struct Letters;
+
+impl m2ugen_pipeline::generate::Detokenize for Letters {
+    fn decode(&self, tokens: &[u32]) -> String {
+        tokens.iter().map(|&t| (b'a' + (t % 26) as u8) as char).collect()
+    }
+}
+
+/// Generation: a batch of sequences of different prompts and media gives what each gives alone
+/// (and, in f32, the reference's greedy tokens); seeds, stops, streaming and cancelling.
+pub async fn check_generation(gpu: &Gpu, elem: Elem, model: &Model, io: &InMemory) -> Result<()> {
+    use m2ugen_pipeline::generate::{generate, Cancel, Finish, Request, Settings};
+    use m2ugen_pipeline::Sampling;
+    let llama = &model.llama;
+    let prompt = prompt(io)?;
+    let cases = ["none", "audio", "all"];
+    let features: Vec<_> = cases.iter().map(|c| media(gpu, elem, io, c)).collect::<Result<_>>()?;
+    let greedy = Settings { sampling: Sampling::Greedy, max_new_tokens: 16, eos: None, stop_texts: vec![] };
+    let requests: Vec<Request> = features.iter().map(|f| Request { prompt: prompt.clone(), media: as_media(f), seed: 0 }).collect();
+    let never = Cancel::default();
+
+    // One batch of the three cases, plus a shorter prompt, against each run alone.
+    let mut batch = requests.clone();
+    batch.push(Request { prompt: prompt[..5].to_vec(), media: as_media(&features[1]), seed: 0 });
+    let mut streamed = vec![String::new(); batch.len()];
+    let together = generate(gpu, llama, &batch, &greedy, &Letters, &never, |s| streamed[s.sequence].push_str(s.text)).await?;
+    for (i, r) in batch.iter().enumerate() {
+        let alone = generate(gpu, llama, std::slice::from_ref(r), &greedy, &Letters, &never, |_| {}).await?;
+        ensure!(together[i] == alone[0], "sequence {i}: batched {:?} but alone {:?}", together[i], alone[0]);
+        ensure!(together[i].finish == Finish::Length && together[i].tokens.len() == 16, "sequence {i}: {:?}", together[i]);
+        ensure!(streamed[i] == together[i].text, "sequence {i}: streamed {:?}, returned {:?}", streamed[i], together[i].text);
+    }
+    if elem == Elem::F32 {
+        for (i, case) in cases.iter().enumerate() {
+            let expected: Vec<u32> = io.i64(&format!("out.greedy16.{case}"))?.0.into_iter().map(|t| t as u32).collect();
+            ensure!(together[i].tokens == expected, "batched greedy {case}: {:?}, the reference {expected:?}", together[i].tokens);
+        }
+    }
+
+    // Sampling: a seed repeats itself; top-k 1 is greedy.
+    let sampled = Settings { sampling: Sampling::Sample { temperature: 1.5, top_k: None, top_p: Some(0.95) }, ..greedy.clone() };
+    let seeded = |seed| Request { seed, ..requests[0].clone() };
+    let a = generate(gpu, llama, &[seeded(7), seeded(7), seeded(8)], &sampled, &Letters, &never, |_| {}).await?;
+    ensure!(a[0] == a[1], "the same seed gave {:?} and {:?}", a[0].tokens, a[1].tokens);
+    ensure!(a[0].tokens != a[2].tokens, "seeds 7 and 8 gave the same 16 tokens {:?}", a[0].tokens);
+    let top1 = Settings { sampling: Sampling::Sample { temperature: 1.0, top_k: Some(1), top_p: None }, ..greedy.clone() };
+    let b = generate(gpu, llama, &[seeded(3)], &top1, &Letters, &never, |_| {}).await?;
+    ensure!(b[0].tokens == together[0].tokens, "top-k 1 gave {:?}, greedy {:?}", b[0].tokens, together[0].tokens);
+
+    // Stops: the end-of-sequence token, a stop text, the length.
+    let g = &together[0].tokens;
+    let eos = Settings { eos: Some(g[2]), ..greedy.clone() };
+    let c = generate(gpu, llama, &requests[..1], &eos, &Letters, &never, |_| {}).await?;
+    let first = g.iter().position(|&t| t == g[2]).unwrap_or(2);
+    ensure!(c[0].finish == Finish::Eos && c[0].tokens == g[..first], "eos {}: {:?}", g[2], c[0]);
+    let stop_text = Letters.decode(&g[3..5]);
+    let text = Settings { stop_texts: vec![stop_text.clone()], ..greedy.clone() };
+    let d = generate(gpu, llama, &requests[..1], &text, &Letters, &never, |_| {}).await?;
+    let full = Letters.decode(g);
+    let cut = full.find(&stop_text).unwrap_or(0);
+    ensure!(d[0].finish == Finish::StopText && d[0].text == full[..cut], "stop text {stop_text:?}: {:?}", d[0]);
+    let short = Settings { max_new_tokens: 3, ..greedy.clone() };
+    let e = generate(gpu, llama, &requests[..1], &short, &Letters, &never, |_| {}).await?;
+    ensure!(e[0].finish == Finish::Length && e[0].tokens == g[..3], "length 3: {:?}", e[0]);
+
+    // Cancel after 5 tokens of the first sequence.
+    let cancel = Cancel::default();
+    let mut seen = 0;
+    let f = generate(gpu, llama, &requests[..2], &greedy, &Letters, &cancel, |s| {
+        if s.sequence == 0 {
+            seen += 1;
+            if seen == 5 {
+                cancel.cancel();
+            }
+        }
+    })
+    .await?;
+    ensure!(f.iter().all(|o| o.finish == Finish::Cancelled && o.tokens.len() == 5), "cancelled after 5: {f:?}");
+    Ok(())
 }

@@ -1,10 +1,12 @@
 //! The M2UGen pipeline: from a prompt and media to text and music.
 //!
-//! Today it holds [`sampling`]: choosing the next token from logits (greedy, temperature,
-//! top-k, top-p) with a seeded generator, the same on every target. Generation with the KV cache,
-//! batching, streaming and cancelling arrive with the LLM (issue #4).
+//! - [`sampling`]: choosing the next token from logits (greedy, temperature, top-k, top-p) with
+//!   a seeded generator, the same on every target.
+//! - [`generate`]: KV-cached generation of several sequences at once, with stops, streaming and
+//!   cancelling.
 #![deny(missing_docs)]
 
+pub mod generate;
 pub mod sampling;
 
 pub use sampling::{sample, Sampling};

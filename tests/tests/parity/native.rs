@@ -1,6 +1,6 @@
 use m2ugen_convert::{convert, Inputs, Options};
 use m2ugen_core::quant::QuantFormat;
-use m2ugen_tests::parity::{check_projector, check_prompt_cases, load_model};
+use m2ugen_tests::parity::{check_generation, check_projector, check_prompt_cases, load_model};
 use m2ugen_tests::{block_on, native_elems};
 use m2ugen_weights::native::DirFetcher;
 use m2ugen_weights::safetensors::InMemory;
@@ -43,6 +43,9 @@ fn llm_and_projector_match_the_reference() {
             }
             if let Err(e) = check_projector(&gpu, elem, &model, &io).await {
                 panic!("{elem:?}: {e:#}");
+            }
+            if let Err(e) = check_generation(&gpu, elem, &model, &io).await {
+                panic!("{elem:?}: generation: {e:#}");
             }
         }
     });
