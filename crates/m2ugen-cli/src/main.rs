@@ -4,9 +4,13 @@
 //! - `m2ugen verify`: stream a converted model from a directory or URL and check every hash.
 //! - `m2ugen info`: the GPU adapter, its features and limits.
 //! - `m2ugen bench [KERNEL]`: kernel throughput against a same-process copy baseline.
+//! - `m2ugen bench-llm`: LLM prefill/decode tokens/s, KV cache against full recompute.
+//! - `m2ugen quality REFERENCE CANDIDATE`: a quantized model's logits against its float original.
 //!
 //! Bad arguments and unusable input files print one line and exit with code 2; a failure of the
 //! work itself (no GPU) prints one line and exits with code 1.
+
+mod bench_llm;
 
 use m2ugen_convert as convert;
 
@@ -40,6 +44,58 @@ enum Command {
     Info,
     /// Measure kernels: time, GB/s, GFLOP/s, ratio to a buffer copy, fraction of peak.
     Bench(BenchArgs),
+    /// Measure the LLM: prefill and decode tokens/s, KV cache against full recompute.
+    BenchLlm(BenchLlmArgs),
+    /// Compare a converted (quantized) model's logits and greedy tokens with a float original's.
+    Quality {
+        /// The float model: a directory holding manifest.json.
+        reference: std::path::PathBuf,
+        /// The model to judge, same layout.
+        candidate: std::path::PathBuf,
+        /// Prompt token ids, comma-separated (default: 12 seeded random ids).
+        #[arg(long, value_delimiter = ',')]
+        prompt: Vec<u32>,
+        /// Greedy tokens of the reference to compare over.
+        #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=4096))]
+        tokens: u32,
+    },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Geometry {
+    /// LLaMA-2 7B as M2UGen uses it.
+    #[value(name = "7b")]
+    Llama7b,
+    /// The reference fixture's size.
+    Tiny,
+}
+
+#[derive(clap::Args)]
+struct BenchLlmArgs {
+    /// A converted model directory; without it, random weights of --geometry.
+    #[arg(long)]
+    model: Option<std::path::PathBuf>,
+    /// Geometry of the random weights.
+    #[arg(long, value_enum, default_value = "7b")]
+    geometry: Geometry,
+    /// Layers of the random model (the 7B has 32; fewer fit smaller machines).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=128))]
+    layers: Option<u32>,
+    /// Weight format of the random model's linear layers.
+    #[arg(long, value_enum, default_value = "q4")]
+    weights: Weights,
+    /// Prompt tokens.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    prompt: u32,
+    /// Decode steps.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    tokens: u32,
+    /// Sequences decoded together.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    batch: u32,
+    /// Element type of activations (f16 needs shader-f16).
+    #[arg(long, value_enum, default_value = "f32")]
+    elem: ElemArg,
 }
 
 #[derive(clap::Args)]
@@ -144,6 +200,8 @@ fn main() -> ExitCode {
         Command::Verify { source, in_flight } => finish("verify: ", run_verify(&source, in_flight as usize), 2),
         Command::Info => finish("", pollster::block_on(run_info()), 1),
         Command::Bench(args) => finish("", pollster::block_on(run_bench(args)), 1),
+        Command::BenchLlm(args) => finish("bench-llm: ", pollster::block_on(run_bench_llm(args)), 1),
+        Command::Quality { reference, candidate, prompt, tokens } => finish("quality: ", pollster::block_on(run_quality(&reference, &candidate, prompt, tokens as usize)), 2),
     }
 }
 
@@ -265,5 +323,85 @@ async fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
     for case in &cases {
         println!("{}", bench::run(&gpu, elem, case, args.iters as usize).await?);
     }
+    Ok(())
+}
+
+/// Weight bytes a decode step reads: all of them but the embedding table (one row per token).
+fn read_per_step(store: &m2ugen_models::Store, config: &m2ugen_core::config::LlamaConfig) -> u64 {
+    store.gpu_bytes().saturating_sub((config.vocab * config.dim * store.dtype().size()) as u64)
+}
+
+/// Loads the LLM of a converted model directory.
+async fn load_llm(gpu: &Gpu, dtype: m2ugen_core::DType, dir: &std::path::Path, max_seq: usize) -> anyhow::Result<(m2ugen_models::Llama, u64)> {
+    use m2ugen_weights::loader::{load_manifest, LoadOptions};
+    let fetcher = m2ugen_weights::native::DirFetcher(dir.to_path_buf());
+    let manifest = load_manifest(&fetcher).await?;
+    let clock = m2ugen_gpu::now_ms;
+    let options = LoadOptions { in_flight: 4, max_resumes: 3, clock: &clock };
+    let store = m2ugen_models::Store::load(gpu, dtype, &fetcher, &manifest, |n| n.starts_with("llm."), &options, |_| {}).await?;
+    let params = manifest.components.get("llama").ok_or_else(|| anyhow::anyhow!("{}: the manifest has no 'llama' component", dir.display()))?;
+    let config = m2ugen_models::Llama::config_from(params, &store, max_seq)?;
+    let bytes = read_per_step(&store, &config);
+    Ok((m2ugen_models::Llama::load(gpu, &store, config)?, bytes))
+}
+
+async fn run_bench_llm(args: BenchLlmArgs) -> anyhow::Result<()> {
+    let f16 = if args.elem == ElemArg::F16 { F16Mode::Require } else { F16Mode::Auto };
+    let gpu = Gpu::new(GpuOptions { f16, ..Default::default() }).await?;
+    let dtype = if args.elem == ElemArg::F16 { m2ugen_core::DType::F16 } else { m2ugen_core::DType::F32 };
+    println!("device: {}", gpu.describe());
+    let max_seq = (args.prompt + args.tokens + 1) as usize;
+    let (llama, bytes) = match &args.model {
+        Some(dir) => load_llm(&gpu, dtype, dir, max_seq).await?,
+        None => {
+            let mut config = match args.geometry {
+                Geometry::Llama7b => m2ugen_core::config::LlamaConfig::llama2_7b_m2ugen(),
+                Geometry::Tiny => m2ugen_core::config::LlamaConfig::tiny(),
+            };
+            if let Some(layers) = args.layers {
+                config.n_layers = layers as usize;
+                config.prefix.truncate(config.n_layers);
+            }
+            config.max_seq = max_seq;
+            let quant = match args.weights {
+                Weights::Dense => None,
+                Weights::Q8 => Some(QuantFormat::Q8),
+                Weights::Q4 => Some(QuantFormat::Q4),
+            };
+            println!("random weights ({}), {} layers", args.weights_name(), config.n_layers);
+            let store = bench_llm::random_store(&gpu, dtype, &config, quant)?;
+            let bytes = read_per_step(&store, &config);
+            (m2ugen_models::Llama::load(&gpu, &store, config)?, bytes)
+        }
+    };
+    bench_llm::run(&gpu, &llama, bytes, args.prompt as usize, args.tokens as usize, args.batch as usize).await
+}
+
+impl BenchLlmArgs {
+    fn weights_name(&self) -> &'static str {
+        match self.weights {
+            Weights::Dense => "dense",
+            Weights::Q8 => "q8",
+            Weights::Q4 => "q4",
+        }
+    }
+}
+
+async fn run_quality(reference: &std::path::Path, candidate: &std::path::Path, prompt: Vec<u32>, tokens: usize) -> anyhow::Result<()> {
+    let gpu = Gpu::new(GpuOptions::default()).await?;
+    let max_seq = prompt.len().max(12) + tokens + 1;
+    let (r, _) = load_llm(&gpu, m2ugen_core::DType::F32, reference, max_seq).await?;
+    let (c, _) = load_llm(&gpu, m2ugen_core::DType::F32, candidate, max_seq).await?;
+    let prompt = if prompt.is_empty() {
+        let mut rng = m2ugen_core::rng::Rng::new(0);
+        (0..12).map(|_| rng.below(r.config.vocab) as u32).collect()
+    } else {
+        prompt
+    };
+    if let Some(t) = prompt.iter().find(|&&t| t as usize >= r.config.vocab) {
+        anyhow::bail!("--prompt: token {t} is past the vocabulary of {}", r.config.vocab);
+    }
+    let q = m2ugen_pipeline::quality::compare(&gpu, &r, &c, &prompt, tokens).await?;
+    println!("positions {}, max logit error {:.4}, mean logit error {:.4}, top-1 agreement {:.1}%", q.positions, q.max_logit_error, q.mean_logit_error, 100.0 * q.top1_agreement);
     Ok(())
 }

@@ -85,9 +85,14 @@ fn f32_conversion_keeps_every_value_with_lora_and_weight_norm_folded() {
     assert!(manifest.shards.len() > 3, "1 MiB shards: the 8 MB checkpoint spans several");
     assert!(manifest.shards.iter().all(|s| s.bytes <= 1 << 20));
     for t in &manifest.tensors {
-        for reference_name in ["lora", "mu_mert", "iu_vit", "iu_vivit", "llama.", "mert_model", "query_embs", "masked_spec_embed"] {
+        for reference_name in [".lora_", "mu_mert", "iu_vit", "iu_vivit", "llama.", "mert_model", "query_embs", "masked_spec_embed"] {
             assert!(!t.name.contains(reference_name), "reference name left in '{}'", t.name);
         }
+    }
+
+    // wv's LoRA pair is kept as it is (the adapter prefix needs wv without it).
+    for (ours, theirs) in [("llm.layers.5.attention.wv_lora_down.weight", "llama.layers.5.attention.lora_wv_l1.weight"), ("llm.layers.5.attention.wv_lora_up.weight", "llama.layers.5.attention.lora_wv_l2.weight")] {
+        assert_eq!(f32s(&get(ours).2), source(theirs).1, "{ours}");
     }
 
     // LoRA: W + l2 · l1, written out here as the reference computes the layer's output.

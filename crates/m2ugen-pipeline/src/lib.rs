@@ -4,9 +4,11 @@
 //!   a seeded generator, the same on every target.
 //! - [`generate`]: KV-cached generation of several sequences at once, with stops, streaming and
 //!   cancelling.
+//! - [`quality`]: a quantized model against its float original (logit error, top-1 agreement).
 #![deny(missing_docs)]
 
 pub mod generate;
+pub mod quality;
 pub mod sampling;
 
 pub use sampling::{sample, Sampling};

@@ -42,6 +42,14 @@ pub enum Error {
         /// What is wrong.
         problem: String,
     },
+    /// A file is not in the format it should be.
+    #[error("{file}: {problem}")]
+    Format {
+        /// The file, with the part at fault (e.g. `model.safetensors: header length`).
+        file: String,
+        /// What is wrong.
+        problem: String,
+    },
     /// A file could not be fetched at all.
     #[error("{file}: {problem}")]
     Fetch {

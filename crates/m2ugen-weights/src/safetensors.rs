@@ -32,7 +32,7 @@ struct RawEntry {
 pub fn header_len(first8: [u8; 8], file_len: u64, file: &str) -> Result<u64> {
     let len = u64::from_le_bytes(first8);
     if len > MAX_HEADER || 8 + len > file_len {
-        return Err(Error::Field { field: format!("{file}: header length"), problem: format!("{len} does not fit the file ({file_len} bytes)") });
+        return Err(Error::Format { file: format!("{file}"), problem: format!("header length {len} does not fit the file ({file_len} bytes)") });
     }
     Ok(len)
 }
@@ -41,16 +41,16 @@ pub fn header_len(first8: [u8; 8], file_len: u64, file: &str) -> Result<u64> {
 /// tensor with its range in the file, each checked to lie inside it.
 pub fn parse_header(header: &[u8], file_len: u64, file: &str) -> Result<BTreeMap<String, Entry>> {
     let mut raw: BTreeMap<String, serde_json::Value> =
-        serde_json::from_slice(header).map_err(|e| Error::Field { field: format!("{file}: header"), problem: format!("not valid JSON ({e})") })?;
+        serde_json::from_slice(header).map_err(|e| Error::Format { file: format!("{file}: header"), problem: format!("not valid JSON ({e})") })?;
     raw.remove("__metadata__");
     let data_start = 8 + header.len() as u64;
     let mut entries = BTreeMap::new();
     for (key, value) in raw {
-        let e: RawEntry = serde_json::from_value(value).map_err(|e| Error::Field { field: format!("{file}: header entry '{key}'"), problem: e.to_string() })?;
+        let e: RawEntry = serde_json::from_value(value).map_err(|e| Error::Format { file: format!("{file}: header entry '{key}'"), problem: e.to_string() })?;
         let [a, b] = e.data_offsets;
         let (start, end) = (data_start.saturating_add(a), data_start.saturating_add(b));
         if a > b || end > file_len {
-            return Err(Error::Field { field: format!("{file}: '{key}'"), problem: format!("spans bytes {a}..{b}, outside the file") });
+            return Err(Error::Format { file: format!("{file}: '{key}'"), problem: format!("spans bytes {a}..{b}, outside the file") });
         }
         entries.insert(key, Entry { dtype: e.dtype, shape: e.shape, range: start..end });
     }
@@ -67,7 +67,7 @@ pub struct InMemory {
 impl InMemory {
     /// Parses `bytes`, named `file` in messages.
     pub fn parse(file: &str, bytes: Vec<u8>) -> Result<Self> {
-        let first8: [u8; 8] = bytes.get(..8).and_then(|b| b.try_into().ok()).ok_or_else(|| Error::Field { field: file.into(), problem: "too short for a safetensors header".into() })?;
+        let first8: [u8; 8] = bytes.get(..8).and_then(|b| b.try_into().ok()).ok_or_else(|| Error::Format { file: file.into(), problem: "too short for a safetensors header".into() })?;
         let len = header_len(first8, bytes.len() as u64, file)?;
         let entries = parse_header(&bytes[8..8 + len as usize], bytes.len() as u64, file)?;
         Ok(InMemory { file: file.into(), bytes, entries })
@@ -82,7 +82,7 @@ impl InMemory {
     pub fn f32(&self, name: &str) -> Result<(Vec<f32>, Vec<usize>)> {
         let e = self.entry(name)?;
         let bytes = &self.bytes[e.range.start as usize..e.range.end as usize];
-        let values = floats(bytes, &e.dtype).ok_or_else(|| Error::Field { field: format!("{}: '{name}'", self.file), problem: format!("is {}, expected a float tensor", e.dtype) })?;
+        let values = floats(bytes, &e.dtype).ok_or_else(|| Error::Format { file: format!("{}: '{name}'", self.file), problem: format!("is {}, expected a float tensor", e.dtype) })?;
         Ok((values, e.shape.clone()))
     }
 
@@ -93,7 +93,7 @@ impl InMemory {
         let values = match e.dtype.as_str() {
             "I64" => bytes.chunks_exact(8).map(|b| i64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])).collect(),
             "I32" => bytes.chunks_exact(4).map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as i64).collect(),
-            other => return Err(Error::Field { field: format!("{}: '{name}'", self.file), problem: format!("is {other}, expected I64 or I32") }),
+            other => return Err(Error::Format { file: format!("{}: '{name}'", self.file), problem: format!("is {other}, expected I64 or I32") }),
         };
         Ok((values, e.shape.clone()))
     }

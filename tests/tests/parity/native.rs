@@ -50,3 +50,23 @@ fn llm_and_projector_match_the_reference() {
         }
     });
 }
+
+#[test]
+fn quantized_models_stay_close_to_the_float_one() {
+    let (f32_dir, q8_dir, q4_dir) = (converted("ref", None), converted("q8", Some(QuantFormat::Q8)), converted("q4", Some(QuantFormat::Q4)));
+    block_on("quantized_models_stay_close_to_the_float_one", 600, move || async move {
+        let io = io();
+        let elem = m2ugen_gpu::registry::Elem::F32;
+        let gpu = m2ugen_tests::gpu(elem).await;
+        let reference = load_model(&gpu, elem, &DirFetcher(f32_dir)).await.unwrap();
+        let prompt = m2ugen_tests::parity::prompt(&io).unwrap();
+        // (weights, most logit error, least top-1 agreement): bounds set from the figures the
+        // README reports, with room for other drivers' rounding.
+        for (dir, name, max_error, agreement) in [(q8_dir, "q8", 0.5, 0.8), (q4_dir, "q4", 4.0, 0.1)] {
+            let model = load_model(&gpu, elem, &DirFetcher(dir)).await.unwrap();
+            let q = m2ugen_pipeline::quality::compare(&gpu, &reference.llama, &model.llama, &prompt, 32).await.unwrap();
+            println!("{name}: {q:?}");
+            assert!(q.max_logit_error <= max_error && q.top1_agreement >= agreement, "{name}: {q:?}");
+        }
+    });
+}
