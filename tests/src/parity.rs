@@ -126,7 +126,7 @@ pub async fn check_prompt_cases(gpu: &Gpu, elem: Elem, model: &Model, io: &InMem
         let expected: Vec<u32> = io.i64(&format!("out.greedy16.{case}"))?.0.into_iter().map(|t| t as u32).collect();
         let mut logits = logits;
         for (step, &want) in expected.iter().enumerate() {
-            let next = argmax(&logits);
+            let next = m2ugen_pipeline::sampling::argmax(&logits) as u32;
             if next != want {
                 // f32 must agree exactly. f16 may part from the reference only at a near tie:
                 // where the reference's token scores within NEAR_TIE of ours.
@@ -163,7 +163,7 @@ pub async fn check_projector(gpu: &Gpu, elem: Elem, model: &Model, io: &InMemory
     // The states at the positions whose next token is [AUD0]..[AUD7].
     let rows: Vec<u32> = (n - 1..n - 1 + AUD_TOKENS as u32).collect();
     let aud_hidden = llama.rows(&mut rec, &hidden, &rows)?;
-    let embeddings = llama.token_embeddings(&mut rec, &aud)?;
+    let embeddings = llama.embed(&mut rec, &aud)?;
     let projected = model.projector.forward(&mut rec, &aud_hidden, &embeddings)?;
     rec.submit()?;
     close("out.aud_hidden", &gpu.read(&aud_hidden).await?, &io.f32("out.aud_hidden")?.0, atol)?;
@@ -171,10 +171,6 @@ pub async fn check_projector(gpu: &Gpu, elem: Elem, model: &Model, io: &InMemory
     Ok(())
 }
 
-/// Index of the largest value (the first of equals).
-pub fn argmax(v: &[f32]) -> u32 {
-    v.iter().enumerate().fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &x)| if x > bv { (i, x) } else { (bi, bv) }).0 as u32
-}
 
 /// A stand-in tokenizer for the fixture's random vocabulary: token `t` is the letter `t mod 26`.
 pub struct Letters;

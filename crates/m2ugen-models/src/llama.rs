@@ -241,7 +241,7 @@ impl Llama {
         Ok(())
     }
 
-    /// Token embeddings of `tokens`, `(n, dim)`.
+    /// Token embeddings of `tokens`, `(n, dim)` (also the output projector's second input).
     pub fn embed(&self, rec: &mut Recorder, tokens: &[u32]) -> Result<GpuTensor> {
         if let Some(&t) = tokens.iter().find(|&&t| t as usize >= self.config.vocab) {
             return Err(Error::Request(format!("token {t} is past the vocabulary of {}", self.config.vocab)));
@@ -364,11 +364,6 @@ impl Llama {
     pub fn logits(&self, rec: &mut Recorder, hidden: &GpuTensor) -> Result<GpuTensor> {
         let h = self.norm.forward(rec, hidden)?;
         self.output.forward(rec, &h)
-    }
-
-    /// The embeddings of `tokens` (the output projector's second input).
-    pub fn token_embeddings(&self, rec: &mut Recorder, tokens: &[u32]) -> Result<GpuTensor> {
-        self.embed(rec, tokens)
     }
 
     /// The activation type.

@@ -3,6 +3,7 @@
 //! position), and their logits are compared position by position.
 
 use crate::generate::GenerateError;
+use crate::sampling::argmax;
 use m2ugen_gpu::{Gpu, Recorder};
 use m2ugen_models::Llama;
 
@@ -28,10 +29,6 @@ async fn logits_of(gpu: &Gpu, llama: &Llama, tokens: &[u32], from: usize) -> Res
     let logits = llama.logits(&mut rec, &picked)?;
     rec.submit()?;
     Ok(gpu.read(&logits).await?)
-}
-
-fn argmax(v: &[f32]) -> usize {
-    v.iter().enumerate().fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &x)| if x > bv { (i, x) } else { (bi, bv) }).0
 }
 
 /// Compares `candidate` with `reference` on `prompt` followed by `new_tokens` greedy tokens of

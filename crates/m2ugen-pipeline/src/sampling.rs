@@ -43,7 +43,8 @@ impl Sampling {
     }
 }
 
-fn argmax(logits: &[f32]) -> usize {
+/// Index of the largest logit (the first of equals): the greedy choice.
+pub fn argmax(logits: &[f32]) -> usize {
     let mut best = 0;
     for (i, &v) in logits.iter().enumerate() {
         if v > logits[best] {
