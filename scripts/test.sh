@@ -9,8 +9,23 @@ source scripts/env.sh
 echo "== native: unit tests, naga validation, GPU kernels (lavapipe or your GPU), the CLI"
 cargo test --locked
 
-echo "== browser: every library crate builds for wasm32; the GPU suite and the page's components in headless Chromium"
+echo "== browser: every library crate builds for wasm32; the GPU suite, parity and the page's components in headless Chromium"
 cargo build --locked --target wasm32-unknown-unknown -p m2ugen-core -p m2ugen-gpu -p m2ugen-models -p m2ugen-weights -p m2ugen-pipeline
+# The browser reads the reference fixture as the page reads a CDN: converted, then served over
+# HTTP (Range, CORS) by `m2ugen serve`, whose URL the browser parity tests are compiled with.
+fixture=${M2UGEN_REFERENCE_FIXTURE:-tests/data/reference-m2ugen}
+params=$fixture/params.json; [ -f "$params" ] || params=$fixture/llama/params.json
+served="$CARGO_TARGET_DIR/web-fixture"
+rm -rf "$served"
+cargo run --locked -q -p m2ugen-cli -- convert --checkpoint "$fixture/checkpoint.pth" --params "$params" --dtype f32 --shard-mib 1 --model fixture --out "$served"
+cp "$fixture/io.safetensors" "$served/"
+port=${M2UGEN_FIXTURE_PORT:-18737}
+"$CARGO_TARGET_DIR/debug/m2ugen" serve "$served" --addr "127.0.0.1:$port" --test-faults >"$served.url" &
+server=$!
+trap 'kill $server 2>/dev/null || true' EXIT
+for _ in $(seq 50); do [ -s "$served.url" ] && break; kill -0 $server 2>/dev/null || break; sleep 0.2; done
+[ -s "$served.url" ] || { echo "m2ugen serve did not start on port $port (set M2UGEN_FIXTURE_PORT to a free one)"; exit 1; }
+export M2UGEN_FIXTURE_URL=$(head -n1 "$served.url")
 cargo test --locked --target wasm32-unknown-unknown -p m2ugen-tests -p m2ugen-app
 
 echo "== page: trunk build, then the built page end to end"

@@ -45,7 +45,7 @@ pub struct Model {
 pub async fn load_model<F: Fetcher>(gpu: &Gpu, elem: Elem, fetcher: &F) -> Result<Model> {
     let manifest = load_manifest(fetcher).await?;
     let clock = m2ugen_gpu::now_ms;
-    let options = LoadOptions { in_flight: 4, max_resumes: 3, clock: &clock };
+    let options = LoadOptions { in_flight: 4, max_resumes: 3, clock: &clock, cache: None };
     let wanted = |n: &str| n.starts_with("llm.") || n.starts_with("output_projector.");
     let store = Store::load(gpu, elem.dtype(), fetcher, &manifest, wanted, &options, |_| {}).await?;
     let params = manifest.components.get("llama").context("manifest: no 'llama' component")?;

@@ -40,6 +40,17 @@ enum Command {
         #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
         in_flight: u32,
     },
+    /// Serve a converted model directory over HTTP as a CDN would (Range, CORS), to try the page on it.
+    Serve {
+        /// A directory holding manifest.json and its shards.
+        dir: std::path::PathBuf,
+        /// Address to listen on (port 0: any free port).
+        #[arg(long, default_value = "127.0.0.1:8081")]
+        addr: String,
+        /// Misbehave under path prefixes /cut/, /no-ranges/, /corrupt/ (for the browser tests).
+        #[arg(long)]
+        test_faults: bool,
+    },
     /// Show the GPU adapter this machine gives, its features and limits.
     Info,
     /// Measure kernels: time, GB/s, GFLOP/s, ratio to a buffer copy, fraction of peak.
@@ -198,6 +209,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Convert(args) => finish("convert: ", run_convert(&args), 2),
         Command::Verify { source, in_flight } => finish("verify: ", run_verify(&source, in_flight as usize), 2),
+        Command::Serve { dir, addr, test_faults } => finish("serve: ", run_serve(&dir, &addr, test_faults), 2),
         Command::Info => finish("", pollster::block_on(run_info()), 1),
         Command::Bench(args) => finish("", pollster::block_on(run_bench(args)), 1),
         Command::BenchLlm(args) => finish("bench-llm: ", pollster::block_on(run_bench_llm(args)), 1),
@@ -227,7 +239,7 @@ fn run_verify(source: &str, in_flight: usize) -> anyhow::Result<()> {
     async fn verify<F: Fetcher>(fetcher: &F, in_flight: usize) -> anyhow::Result<()> {
         let manifest = load_manifest(fetcher).await?;
         let clock = m2ugen_gpu::now_ms;
-        let options = LoadOptions { in_flight, max_resumes: 8, clock: &clock };
+        let options = LoadOptions { in_flight, max_resumes: 8, clock: &clock, cache: None };
         let mut count = 0;
         let mut last = None;
         let mut shown = f64::NEG_INFINITY;
@@ -261,6 +273,19 @@ fn run_verify(source: &str, in_flight: usize) -> anyhow::Result<()> {
     } else {
         pollster::block_on(verify(&DirFetcher(source.into()), in_flight))
     }
+}
+
+fn run_serve(dir: &std::path::Path, addr: &str, test_faults: bool) -> anyhow::Result<()> {
+    use m2ugen_weights::native::server::{Faults, Server};
+    anyhow::ensure!(dir.join("manifest.json").is_file(), "{}: no manifest.json here (convert a model into it first)", dir.display());
+    let server = Server::bind(addr, dir, Faults { by_path: test_faults, ..Default::default() }).map_err(|e| anyhow::anyhow!("{addr}: {e}"))?;
+    // The first line is read by scripts: the base URL.
+    println!("{}", server.base);
+    eprintln!("serving {} (Range, CORS) until interrupted", dir.display());
+    use std::io::Write;
+    std::io::stdout().flush()?;
+    server.wait();
+    Ok(())
 }
 
 fn run_convert(args: &ConvertArgs) -> anyhow::Result<()> {
@@ -337,7 +362,7 @@ async fn load_llm(gpu: &Gpu, dtype: m2ugen_core::DType, dir: &std::path::Path, m
     let fetcher = m2ugen_weights::native::DirFetcher(dir.to_path_buf());
     let manifest = load_manifest(&fetcher).await?;
     let clock = m2ugen_gpu::now_ms;
-    let options = LoadOptions { in_flight: 4, max_resumes: 3, clock: &clock };
+    let options = LoadOptions { in_flight: 4, max_resumes: 3, clock: &clock, cache: None };
     let store = m2ugen_models::Store::load(gpu, dtype, &fetcher, &manifest, |n| n.starts_with("llm."), &options, |_| {}).await?;
     let params = manifest.components.get("llama").ok_or_else(|| anyhow::anyhow!("{}: the manifest has no 'llama' component", dir.display()))?;
     let config = m2ugen_models::Llama::config_from(params, &store, max_seq)?;

@@ -50,3 +50,20 @@ fn bench_reports_throughput_and_the_copy_ratio() {
         assert!(line.contains(part), "missing {part}: {line}");
     }
 }
+
+#[test]
+fn serve_names_a_directory_without_a_model_and_a_busy_address() {
+    let out = m2ugen(&["serve", "/nonexistent-model-dir"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(our_stderr(&out), vec!["m2ugen: serve: /nonexistent-model-dir: no manifest.json here (convert a model into it first)".to_string()]);
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = busy.local_addr().unwrap().to_string();
+    let dir = std::env::temp_dir().join(format!("m2ugen-serve-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("manifest.json"), "{}").unwrap();
+    let out = m2ugen(&["serve", dir.to_str().unwrap(), "--addr", &addr], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let lines = our_stderr(&out);
+    assert!(lines.len() == 1 && lines[0].starts_with(&format!("m2ugen: serve: {addr}: ")), "{lines:?}");
+    std::fs::remove_dir_all(dir).unwrap();
+}

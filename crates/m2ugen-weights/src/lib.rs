@@ -5,9 +5,11 @@
 //! - [`loader`]: range requests, several in flight, resume, fallback, hash checks, progress;
 //!   the same code for every [`loader::Fetcher`].
 //! - [`safetensors`]: the `.safetensors` layout, parsed as untrusted input.
-//! - `native` (not in the browser): fetchers for a directory and for HTTP(S).
+//! - `native` (not in the browser): fetchers for a directory and for HTTP(S), and the static
+//!   server `m2ugen serve` runs.
+//! - `web` (in the browser): the `fetch` fetcher, the Cache API cache, and storage (usage,
+//!   persistence, clearing).
 //!
-//! Not yet: the browser's fetcher and its cache (Cache API / OPFS), which come next.
 //! It depends on the core crate only: it yields verified bytes by tensor name, and the app and
 //! the CLI hand them to the models.
 #![deny(missing_docs)]
@@ -17,6 +19,8 @@ pub mod manifest;
 pub mod safetensors;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod native;
+#[cfg(target_arch = "wasm32")]
+pub mod web;
 
 pub use manifest::{FileEntry, Manifest, StoredType, TensorEntry};
 
@@ -84,6 +88,15 @@ pub enum Error {
         /// Why.
         problem: String,
     },
+    /// The browser's storage has no room left.
+    #[error("browser storage is full ({detail}): the model still loads, but will be downloaded again next visit; free space with 'Clear downloaded weights' or allow this site more storage")]
+    QuotaFull {
+        /// What the browser said.
+        detail: String,
+    },
+    /// The browser's storage failed otherwise (private browsing, storage disabled).
+    #[error("browser storage: {0}")]
+    Storage(String),
     /// A tensor the model needs is not in the manifest.
     #[error("manifest: no tensor named '{0}'")]
     MissingTensor(String),

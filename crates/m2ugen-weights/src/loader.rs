@@ -10,10 +10,13 @@
 //!
 //! Progress ([`Event::Progress`]) carries bytes done and total, from which the rate and the time
 //! left follow. Written once for both targets: a [`Fetcher`] supplies the bytes (a directory or
-//! HTTP natively, `fetch` in the browser).
+//! HTTP natively, `fetch` in the browser), and an optional [`TensorCache`] keeps verified tensors
+//! between visits (the browser's Cache API): a tensor found there, with the right hash, costs no
+//! request; a cache that is full is said once and the load goes on from the network.
 
 use crate::manifest::{Manifest, TensorEntry};
 use crate::{Error, Result};
+use futures_util::future::LocalBoxFuture;
 use futures_util::stream::{self, StreamExt};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -40,6 +43,27 @@ pub trait Fetcher {
     fn origin(&self) -> String;
 }
 
+/// A store of verified bytes that outlives the page (the browser's Cache API). Keys are
+/// [`tensor_key`]s (content hashes) and [`manifest_key`]s; what comes out is checked again.
+pub trait TensorCache {
+    /// The bytes stored under `key`, if any.
+    fn get<'a>(&'a self, key: &'a str) -> LocalBoxFuture<'a, Option<Vec<u8>>>;
+    /// Stores `bytes` under `key`; [`Error::QuotaFull`] when there is no room.
+    fn put<'a>(&'a self, key: &'a str, bytes: &'a [u8]) -> LocalBoxFuture<'a, Result<()>>;
+}
+
+/// The cache key of a tensor: its content hash, so two models sharing a tensor share the entry
+/// and a changed tensor never meets a stale one.
+pub fn tensor_key(t: &TensorEntry) -> String {
+    format!("sha256-{}", t.sha256)
+}
+
+/// The cache key of the manifest served at `origin`.
+pub fn manifest_key(origin: &str) -> String {
+    let hash = sha256_hex(origin.as_bytes());
+    format!("manifest-{}", &hash[..32])
+}
+
 /// Loader settings.
 pub struct LoadOptions<'a> {
     /// Requests in flight at once.
@@ -48,6 +72,8 @@ pub struct LoadOptions<'a> {
     pub max_resumes: usize,
     /// Milliseconds from a monotonic clock (for the rate and time left).
     pub clock: &'a dyn Fn() -> f64,
+    /// Where verified tensors are looked up first and kept afterwards.
+    pub cache: Option<&'a dyn TensorCache>,
 }
 
 /// Bytes done so far.
@@ -55,6 +81,8 @@ pub struct LoadOptions<'a> {
 pub struct Progress {
     /// Verified bytes.
     pub done: u64,
+    /// Of `done`, the bytes that came from the cache.
+    pub cached: u64,
     /// Bytes to load in all.
     pub total: u64,
     /// Milliseconds since loading began.
@@ -62,9 +90,9 @@ pub struct Progress {
 }
 
 impl Progress {
-    /// Bytes per second so far.
+    /// Bytes per second so far, from the network (cache hits are not a rate).
     pub fn rate(&self) -> f64 {
-        if self.elapsed_ms > 0.0 { self.done as f64 / (self.elapsed_ms / 1e3) } else { 0.0 }
+        if self.elapsed_ms > 0.0 { (self.done - self.cached) as f64 / (self.elapsed_ms / 1e3) } else { 0.0 }
     }
 
     /// Seconds left at the rate so far, if there is a rate.
@@ -89,10 +117,30 @@ fn sha256_hex(bytes: &[u8]) -> String {
 
 /// Fetches and parses the manifest.
 pub async fn load_manifest<F: Fetcher>(fetcher: &F) -> Result<Manifest> {
-    let bytes = match fetcher.fetch("manifest.json", None).await? {
-        Reply::Range(b) | Reply::Whole(b) => b,
-    };
-    Manifest::parse(&bytes)
+    Ok(load_manifest_cached(fetcher, None).await?.0)
+}
+
+/// Fetches and parses the manifest, keeping a copy in `cache`; when the fetch fails and the
+/// cache has a copy, that copy (and `true`: offline).
+pub async fn load_manifest_cached<F: Fetcher>(fetcher: &F, cache: Option<&dyn TensorCache>) -> Result<(Manifest, bool)> {
+    let key = manifest_key(&fetcher.origin());
+    match fetcher.fetch("manifest.json", None).await {
+        Ok(Reply::Range(bytes) | Reply::Whole(bytes)) => {
+            let manifest = Manifest::parse(&bytes)?;
+            if let Some(cache) = cache {
+                // A full cache is reported by the tensors that follow.
+                let _ = cache.put(&key, &bytes).await;
+            }
+            Ok((manifest, false))
+        }
+        Err(e) => match cache {
+            Some(cache) => match cache.get(&key).await {
+                Some(bytes) => Ok((Manifest::parse(&bytes)?, true)),
+                None => Err(e),
+            },
+            None => Err(e),
+        },
+    }
 }
 
 struct State<'a, F> {
@@ -103,6 +151,8 @@ struct State<'a, F> {
     no_ranges: Mutex<bool>,
     shards: Mutex<HashMap<usize, Vec<u8>>>,
     notices: Mutex<Vec<String>>,
+    /// Set once a cache write has failed (said once; no more writes are tried).
+    cache_failed: Mutex<bool>,
 }
 
 impl<F: Fetcher> State<'_, F> {
@@ -183,13 +233,24 @@ impl<F: Fetcher> State<'_, F> {
         Err(Error::Interrupted { file: file.to_string(), offset: 0, attempts: self.options.max_resumes + 1 })
     }
 
-    /// One tensor, verified; fetched a second time if its hash does not match.
-    async fn tensor(&self, t: &TensorEntry) -> Result<Vec<u8>> {
+    /// One tensor, verified, and whether it came from the cache; fetched a second time if its
+    /// hash does not match.
+    async fn tensor(&self, t: &TensorEntry) -> Result<(Vec<u8>, bool)> {
+        let key = tensor_key(t);
+        if let Some(cache) = self.options.cache {
+            if let Some(bytes) = cache.get(&key).await {
+                if bytes.len() as u64 == t.bytes && sha256_hex(&bytes) == t.sha256 {
+                    return Ok((bytes, true));
+                }
+                self.notice(format!("{}: the cached copy is damaged; downloading it again", t.name));
+            }
+        }
         let file = &self.manifest.shards[t.shard].file;
         for attempt in 0..2 {
             let bytes = self.fetch_range(t, file, t.offset..t.offset + t.bytes).await?;
             if sha256_hex(&bytes) == t.sha256 {
-                return Ok(bytes);
+                self.keep(&key, &bytes).await;
+                return Ok((bytes, false));
             }
             if attempt == 0 {
                 self.notice(format!("{}: hash mismatch, fetching it again", t.name));
@@ -200,6 +261,23 @@ impl<F: Fetcher> State<'_, F> {
             }
         }
         Err(Error::HashMismatch { tensor: t.name.clone(), file: file.clone() })
+    }
+
+    /// Puts a verified tensor in the cache; the first failure is said, and ends caching.
+    async fn keep(&self, key: &str, bytes: &[u8]) {
+        let Some(cache) = self.options.cache else { return };
+        if self.cache_failed.lock().map(|f| *f).unwrap_or(true) {
+            return;
+        }
+        if let Err(e) = cache.put(key, bytes).await {
+            if let Ok(mut failed) = self.cache_failed.lock() {
+                if !*failed {
+                    *failed = true;
+                    drop(failed);
+                    self.notice(e.to_string());
+                }
+            }
+        }
     }
 }
 
@@ -218,18 +296,22 @@ pub async fn load_tensors<F: Fetcher>(
         Some(names) => names.iter().map(|n| manifest.tensor(n)).collect::<Result<_>>()?,
     };
     let total: u64 = wanted.iter().map(|t| t.bytes).sum();
-    let state = State { fetcher, manifest, options, no_ranges: Mutex::new(false), shards: Mutex::new(HashMap::new()), notices: Mutex::new(Vec::new()) };
+    let state = State { fetcher, manifest, options, no_ranges: Mutex::new(false), shards: Mutex::new(HashMap::new()), notices: Mutex::new(Vec::new()), cache_failed: Mutex::new(false) };
     let start = (options.clock)();
-    let mut done = 0u64;
+    let (mut done, mut cached) = (0u64, 0u64);
     let state = &state;
     let mut results = stream::iter(wanted).map(|t| async move { (t, state.tensor(t).await) }).buffered(options.in_flight.max(1));
     while let Some((t, bytes)) = results.next().await {
         for n in state.notices.lock().map(|mut n| std::mem::take(&mut *n)).unwrap_or_default() {
             on_event(Event::Notice(n));
         }
-        on_tensor(t, bytes?)?;
+        let (bytes, from_cache) = bytes?;
+        on_tensor(t, bytes)?;
         done += t.bytes;
-        on_event(Event::Progress(Progress { done, total, elapsed_ms: (options.clock)() - start }));
+        if from_cache {
+            cached += t.bytes;
+        }
+        on_event(Event::Progress(Progress { done, cached, total, elapsed_ms: (options.clock)() - start }));
     }
     Ok(())
 }

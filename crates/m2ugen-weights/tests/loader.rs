@@ -1,22 +1,21 @@
-//! The loader against a local HTTP server of the test's own, which can ignore ranges, cut
-//! transfers short at chosen byte counts, and corrupt bodies. Loopback only; every loop is
-//! bounded and the server stops when the test ends.
+//! The loader against the crate's own HTTP server (`native::server`, what `m2ugen serve` runs),
+//! told to ignore ranges, cut transfers short at chosen byte counts, and corrupt bodies. Loopback
+//! only; the server stops when the test ends.
 #![cfg(not(target_arch = "wasm32"))]
 #![allow(clippy::unwrap_used)]
 
 use m2ugen_core::rng::Rng;
-use m2ugen_weights::loader::{load_manifest, load_tensors, Event, LoadOptions};
+use futures_util::future::LocalBoxFuture;
+use m2ugen_weights::loader::{load_manifest, load_manifest_cached, load_tensors, Event, LoadOptions, TensorCache};
 use m2ugen_weights::manifest::{FileEntry, Manifest, StoredType, TensorEntry, FORMAT};
+use m2ugen_weights::native::server::{Faults, Server};
 use m2ugen_weights::native::{DirFetcher, HttpFetcher};
 use m2ugen_weights::Error;
 use sha2::{Digest, Sha256};
-use std::collections::{BTreeMap, VecDeque};
-use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 fn hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
@@ -50,105 +49,6 @@ fn make_model(name: &str) -> (PathBuf, BTreeMap<String, Vec<u8>>) {
     (dir, data)
 }
 
-#[derive(Default)]
-struct Faults {
-    /// Answer 200 with the whole file, ignoring Range.
-    no_ranges: bool,
-    /// For the next responses to shard requests: send only this many body bytes, then close.
-    cut_after: VecDeque<usize>,
-    /// Corrupt the body of this many shard responses.
-    corrupt: usize,
-    /// Wait this long before answering.
-    delay_ms: u64,
-}
-
-struct Server {
-    base: String,
-    log: Arc<Mutex<Vec<String>>>,
-    max_active: Arc<AtomicUsize>,
-    stop: Arc<AtomicBool>,
-    addr: std::net::SocketAddr,
-}
-
-impl Server {
-    fn start(dir: &Path, faults: Faults) -> Server {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (faults, log, stop) = (Arc::new(Mutex::new(faults)), Arc::new(Mutex::new(Vec::new())), Arc::new(AtomicBool::new(false)));
-        let (active, max_active) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-        let (f, l, s, a, m, d) = (faults.clone(), log.clone(), stop.clone(), active, max_active.clone(), dir.to_path_buf());
-        std::thread::spawn(move || {
-            for conn in listener.incoming().take(10_000) {
-                if s.load(Ordering::SeqCst) {
-                    break;
-                }
-                let Ok(conn) = conn else { continue };
-                let (f, l, a, m, d) = (f.clone(), l.clone(), a.clone(), m.clone(), d.clone());
-                std::thread::spawn(move || {
-                    let now = a.fetch_add(1, Ordering::SeqCst) + 1;
-                    m.fetch_max(now, Ordering::SeqCst);
-                    let _ = serve(conn, &d, &f, &l);
-                    a.fetch_sub(1, Ordering::SeqCst);
-                });
-            }
-        });
-        Server { base: format!("http://{addr}"), log, max_active, stop, addr }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect(self.addr);
-    }
-}
-
-fn serve(conn: TcpStream, dir: &Path, faults: &Mutex<Faults>, log: &Mutex<Vec<String>>) -> std::io::Result<()> {
-    conn.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let mut reader = BufReader::new(conn.try_clone()?);
-    let mut first = String::new();
-    reader.read_line(&mut first)?;
-    let path = first.split_whitespace().nth(1).unwrap_or("/").trim_start_matches('/').to_string();
-    let mut range = None;
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 || line == "\r\n" {
-            break;
-        }
-        if let Some(v) = line.to_ascii_lowercase().strip_prefix("range: bytes=") {
-            let (a, b) = v.trim().split_once('-').unwrap();
-            range = Some((a.parse::<usize>().unwrap(), b.parse::<usize>().unwrap()));
-        }
-    }
-    log.lock().unwrap().push(format!("{path} {range:?}"));
-    let (no_ranges, cut, corrupt, delay) = {
-        let mut f = faults.lock().unwrap();
-        let shard = path.starts_with("shard-");
-        let cut = if shard { f.cut_after.pop_front() } else { None };
-        let corrupt = shard && f.corrupt > 0;
-        if corrupt {
-            f.corrupt -= 1;
-        }
-        (f.no_ranges, cut, corrupt, f.delay_ms)
-    };
-    std::thread::sleep(Duration::from_millis(delay));
-    let mut conn = conn;
-    let Ok(file) = std::fs::read(dir.join(&path)) else {
-        return conn.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\nConnection: close\r\n\r\nnot found");
-    };
-    let (status, mut body, extra) = match range {
-        Some((a, b)) if !no_ranges => ("206 Partial Content", file[a..=b].to_vec(), format!("Content-Range: bytes {a}-{b}/{}\r\n", file.len())),
-        _ => ("200 OK", file, String::new()),
-    };
-    if corrupt && !body.is_empty() {
-        body[0] ^= 0xff;
-    }
-    conn.write_all(format!("HTTP/1.1 {status}\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n", body.len()).as_bytes())?;
-    let send = cut.map_or(body.len(), |c| c.min(body.len()));
-    conn.write_all(&body[..send])?;
-    conn.flush()
-}
-
 /// Loads everything through `server`, returning tensors by name and the events.
 fn load_http(server: &Server, in_flight: usize) -> Result<(BTreeMap<String, Vec<u8>>, Vec<Event>), Error> {
     let fetcher = HttpFetcher::new(&server.base);
@@ -158,7 +58,7 @@ fn load_http(server: &Server, in_flight: usize) -> Result<(BTreeMap<String, Vec<
 fn load_with<F: m2ugen_weights::loader::Fetcher>(fetcher: &F, in_flight: usize) -> Result<(BTreeMap<String, Vec<u8>>, Vec<Event>), Error> {
     let start = Instant::now();
     let clock = move || start.elapsed().as_secs_f64() * 1e3;
-    let options = LoadOptions { in_flight, max_resumes: 4, clock: &clock };
+    let options = LoadOptions { in_flight, max_resumes: 4, clock: &clock, cache: None };
     pollster::block_on(async {
         let manifest = load_manifest(fetcher).await?;
         let mut got = BTreeMap::new();
@@ -179,7 +79,7 @@ fn notices(events: &[Event]) -> Vec<String> {
 #[test]
 fn loads_every_tensor_with_several_requests_in_flight_and_reports_progress() {
     let (dir, data) = make_model("clean");
-    let server = Server::start(&dir, Faults { delay_ms: 40, ..Default::default() });
+    let server = Server::start(&dir, Faults { delay_ms: 40, ..Default::default() }).unwrap();
     let (got, events) = load_http(&server, 4).unwrap();
     assert_eq!(got, data);
     assert!(server.max_active.load(Ordering::SeqCst) >= 2, "requests should overlap");
@@ -196,7 +96,7 @@ fn loads_every_tensor_with_several_requests_in_flight_and_reports_progress() {
 #[test]
 fn resumes_ranges_after_disconnects_at_several_offsets() {
     let (dir, data) = make_model("cuts");
-    let server = Server::start(&dir, Faults { cut_after: [0, 1, 100, 1000, 3, 2000].into(), ..Default::default() });
+    let server = Server::start(&dir, Faults { cut_after: [0, 1, 100, 1000, 3, 2000].into(), ..Default::default() }).unwrap();
     let (got, events) = load_http(&server, 2).unwrap();
     assert_eq!(got, data);
     assert!(notices(&events).iter().filter(|n| n.contains("resuming")).count() >= 4, "{:?}", notices(&events));
@@ -212,7 +112,7 @@ fn resumes_ranges_after_disconnects_at_several_offsets() {
 #[test]
 fn a_connection_that_keeps_breaking_is_named() {
     let (dir, _) = make_model("always-cut");
-    let server = Server::start(&dir, Faults { cut_after: vec![0; 100].into(), ..Default::default() });
+    let server = Server::start(&dir, Faults { cut_after: vec![0; 100].into(), ..Default::default() }).unwrap();
     let e = load_http(&server, 1).unwrap_err();
     assert!(matches!(e, Error::Interrupted { attempts: 5, .. }), "{e}");
     assert!(e.to_string().contains("shard-00000.bin: the download broke off at byte 0 5 times"), "{e}");
@@ -222,7 +122,7 @@ fn a_connection_that_keeps_breaking_is_named() {
 #[test]
 fn falls_back_to_whole_shards_when_the_server_ignores_ranges() {
     let (dir, data) = make_model("no-ranges");
-    let server = Server::start(&dir, Faults { no_ranges: true, ..Default::default() });
+    let server = Server::start(&dir, Faults { no_ranges: true, ..Default::default() }).unwrap();
     let (got, events) = load_http(&server, 3).unwrap();
     assert_eq!(got, data);
     let n = notices(&events);
@@ -239,13 +139,13 @@ fn falls_back_to_whole_shards_when_the_server_ignores_ranges() {
 #[test]
 fn a_corrupt_tensor_is_fetched_again_then_named() {
     let (dir, data) = make_model("corrupt");
-    let server = Server::start(&dir, Faults { corrupt: 1, ..Default::default() });
+    let server = Server::start(&dir, Faults { corrupt: 1, ..Default::default() }).unwrap();
     let (got, events) = load_http(&server, 1).unwrap();
     assert_eq!(got, data);
     assert!(notices(&events).iter().any(|n| n.contains("hash mismatch, fetching it again")));
     drop(server);
 
-    let server = Server::start(&dir, Faults { corrupt: 1000, ..Default::default() });
+    let server = Server::start(&dir, Faults { corrupt: 1000, ..Default::default() }).unwrap();
     let e = load_http(&server, 1).unwrap_err();
     assert!(matches!(&e, Error::HashMismatch { tensor, .. } if tensor == "layer0.w0"), "{e}");
     assert!(e.to_string().starts_with("tensor 'layer0.w0' in shard-00000.bin does not match its SHA-256"), "{e}");
@@ -257,10 +157,155 @@ fn a_directory_loads_the_same_and_missing_files_are_named() {
     let (dir, data) = make_model("dir");
     let (got, _) = load_with(&DirFetcher(dir.clone()), 2).unwrap();
     assert_eq!(got, data);
-    let server = Server::start(&dir.join("nowhere"), Faults::default());
+    let server = Server::start(&dir.join("nowhere"), Faults::default()).unwrap();
     let e = load_http(&server, 1).unwrap_err().to_string();
     assert!(e.starts_with(&format!("{}/manifest.json: ", server.base)) && e.contains("404"), "{e}");
     let e = load_with(&DirFetcher(dir.join("nowhere")), 1).unwrap_err().to_string();
     assert!(e.contains("nowhere/manifest.json"), "{e}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// A cache in memory, with the Cache API's behaviours the loader must handle: a quota, and
+/// entries that can be damaged.
+#[derive(Default)]
+struct MemoryCache {
+    entries: std::sync::Mutex<BTreeMap<String, Vec<u8>>>,
+    /// Bytes it may hold in all.
+    quota: Option<usize>,
+    puts: std::sync::atomic::AtomicUsize,
+}
+
+impl TensorCache for MemoryCache {
+    fn get<'a>(&'a self, key: &'a str) -> LocalBoxFuture<'a, Option<Vec<u8>>> {
+        Box::pin(async move { self.entries.lock().unwrap().get(key).cloned() })
+    }
+
+    fn put<'a>(&'a self, key: &'a str, bytes: &'a [u8]) -> LocalBoxFuture<'a, Result<(), Error>> {
+        Box::pin(async move {
+            self.puts.fetch_add(1, Ordering::SeqCst);
+            let mut entries = self.entries.lock().unwrap();
+            let held: usize = entries.values().map(Vec::len).sum();
+            if self.quota.is_some_and(|q| held + bytes.len() > q) {
+                return Err(Error::QuotaFull { detail: "the quota has been exceeded".into() });
+            }
+            entries.insert(key.to_string(), bytes.to_vec());
+            Ok(())
+        })
+    }
+}
+
+/// Loads through `fetcher` with `cache`: tensors, events and whether the manifest came from the
+/// cache.
+fn load_cached<F: m2ugen_weights::loader::Fetcher>(fetcher: &F, cache: &MemoryCache) -> Result<(BTreeMap<String, Vec<u8>>, Vec<Event>, bool), Error> {
+    let start = Instant::now();
+    let clock = move || start.elapsed().as_secs_f64() * 1e3;
+    let options = LoadOptions { in_flight: 3, max_resumes: 2, clock: &clock, cache: Some(cache) };
+    pollster::block_on(async {
+        let (manifest, offline) = load_manifest_cached(fetcher, Some(cache)).await?;
+        let mut got = BTreeMap::new();
+        let mut events = Vec::new();
+        load_tensors(fetcher, &manifest, None, &options, |e| events.push(e), |t, bytes| {
+            got.insert(t.name.clone(), bytes);
+            Ok(())
+        })
+        .await?;
+        Ok((got, events, offline))
+    })
+}
+
+fn last_progress(events: &[Event]) -> m2ugen_weights::loader::Progress {
+    events.iter().rev().find_map(|e| if let Event::Progress(p) = e { Some(*p) } else { None }).unwrap()
+}
+
+#[test]
+fn a_second_load_comes_from_the_cache_with_no_network() {
+    let (dir, data) = make_model("cache");
+    let cache = MemoryCache::default();
+    let server = Server::start(&dir, Faults::default()).unwrap();
+    let fetcher = HttpFetcher::new(&server.base);
+    let (got, events, offline) = load_cached(&fetcher, &cache).unwrap();
+    assert_eq!((got, offline, last_progress(&events).cached), (data.clone(), false, 0));
+    // 12 tensors and the manifest.
+    assert_eq!(cache.entries.lock().unwrap().len(), 13);
+    drop(server);
+
+    // The server is gone: the manifest and every tensor come from the cache.
+    let (got, events, offline) = load_cached(&fetcher, &cache).unwrap();
+    let p = last_progress(&events);
+    assert_eq!((got, offline, p.cached, p.done), (data.clone(), true, p.total, p.total));
+    assert_eq!(p.rate(), 0.0, "cache hits are not a download rate");
+
+    // A damaged entry is noticed and fetched again.
+    let server = Server::start(&dir, Faults::default()).unwrap();
+    let fetcher = HttpFetcher::new(&server.base);
+    let manifest: Manifest = serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+    let key = m2ugen_weights::loader::tensor_key(&manifest.tensors[5]);
+    cache.entries.lock().unwrap().get_mut(&key).unwrap()[0] ^= 1;
+    let (got, events, _) = load_cached(&fetcher, &cache).unwrap();
+    assert_eq!(got, data);
+    assert_eq!(notices(&events), vec![format!("{}: the cached copy is damaged; downloading it again", manifest.tensors[5].name)]);
+    assert_eq!(server.log.lock().unwrap().iter().filter(|l| l.starts_with("shard-")).count(), 1);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn a_full_cache_is_said_once_and_the_load_goes_on() {
+    let (dir, data) = make_model("quota");
+    let cache = MemoryCache { quota: Some(20_000), ..Default::default() };
+    let server = Server::start(&dir, Faults::default()).unwrap();
+    let (got, events, _) = load_cached(&HttpFetcher::new(&server.base), &cache).unwrap();
+    assert_eq!(got, data);
+    let n = notices(&events);
+    assert_eq!(n.len(), 1, "{n:?}");
+    assert!(n[0].starts_with("browser storage is full (the quota has been exceeded): the model still loads"), "{n:?}");
+    // Caching stops after the first refusal instead of failing once per tensor.
+    let puts = cache.puts.load(Ordering::SeqCst);
+    assert!(puts < 12, "{puts} writes tried");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn path_prefix_faults_reach_clients_that_cannot_configure_the_server() {
+    let (dir, data) = make_model("by-path");
+    let server = Server::start(&dir, Faults { by_path: true, ..Default::default() }).unwrap();
+    for (prefix, said) in [("cut", "resuming"), ("no-ranges", "ignores range requests"), ("corrupt", "hash mismatch, fetching it again")] {
+        let (got, events) = load_with(&HttpFetcher::new(&format!("{}/{prefix}", server.base)), 2).unwrap();
+        assert_eq!(got, data, "{prefix}");
+        assert!(notices(&events).iter().any(|n| n.contains(said)), "{prefix}: {:?}", notices(&events));
+    }
+    // Without `by_path` the prefixes are just missing directories.
+    let plain = Server::start(&dir, Faults::default()).unwrap();
+    assert!(load_with(&HttpFetcher::new(&format!("{}/cut", plain.base)), 1).unwrap_err().to_string().contains("404"));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// One raw HTTP exchange: the head of the answer and its body.
+fn exchange(server: &Server, request: &str) -> (String, Vec<u8>) {
+    use std::io::{Read, Write};
+    let mut conn = std::net::TcpStream::connect(server.base.trim_start_matches("http://")).unwrap();
+    conn.write_all(request.as_bytes()).unwrap();
+    let mut answer = Vec::new();
+    conn.read_to_end(&mut answer).unwrap();
+    let split = answer.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    (String::from_utf8_lossy(&answer[..split]).to_ascii_lowercase(), answer[split + 4..].to_vec())
+}
+
+#[test]
+fn the_server_answers_pages_on_other_origins_as_a_cdn_must() {
+    let (dir, _) = make_model("cors");
+    let server = Server::start(&dir, Faults::default()).unwrap();
+    let (head, _) = exchange(&server, "OPTIONS /shard-00000.bin HTTP/1.1\r\nOrigin: http://page.test\r\nAccess-Control-Request-Headers: range\r\n\r\n");
+    assert!(head.starts_with("http/1.1 204"), "{head}");
+    for want in ["access-control-allow-origin: *", "access-control-allow-headers: range", "access-control-expose-headers: content-range, content-length, accept-ranges"] {
+        assert!(head.contains(want), "preflight lacks {want}: {head}");
+    }
+    let shard = std::fs::read(dir.join("shard-00000.bin")).unwrap();
+    let (head, body) = exchange(&server, "GET /shard-00000.bin HTTP/1.1\r\nRange: bytes=10-19\r\n\r\n");
+    assert!(head.starts_with("http/1.1 206") && head.contains(&format!("content-range: bytes 10-19/{}", shard.len())) && head.contains("access-control-allow-origin: *"), "{head}");
+    assert_eq!(body, &shard[10..20]);
+    let (head, _) = exchange(&server, &format!("GET /shard-00000.bin HTTP/1.1\r\nRange: bytes={}-\r\n\r\n", shard.len()));
+    assert!(head.starts_with("http/1.1 416"), "{head}");
+    let (head, _) = exchange(&server, "GET /../loader.rs HTTP/1.1\r\n\r\n");
+    assert!(head.starts_with("http/1.1 404"), "{head}");
     std::fs::remove_dir_all(dir).unwrap();
 }

@@ -1,6 +1,8 @@
 //! Native fetchers: a local directory, or a base URL over HTTP(S). Each HTTP request runs on a
 //! thread of its own, so several are really in flight.
 
+pub mod server;
+
 use crate::loader::{Fetcher, Reply};
 use crate::{Error, Result};
 use std::io::{Read, Seek, SeekFrom};
