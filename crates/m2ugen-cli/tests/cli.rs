@@ -67,3 +67,13 @@ fn serve_names_a_directory_without_a_model_and_a_busy_address() {
     assert!(lines.len() == 1 && lines[0].starts_with(&format!("m2ugen: serve: {addr}: ")), "{lines:?}");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn bench_llm_compares_with_full_recompute_and_the_bandwidth_bound() {
+    let out = m2ugen(&["bench-llm", "--geometry", "tiny", "--layers", "2", "--prompt", "5", "--tokens", "3"], &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    for part in ["prefill: 5 tokens x 1 sequences", "decode (KV cache, batch 1): 3 steps", "decode by full recompute", "KV cache vs recompute: ", "% of the ", " GB/s a buffer copy reaches here (bound: "] {
+        assert!(stdout.contains(part), "missing '{part}':\n{stdout}");
+    }
+}

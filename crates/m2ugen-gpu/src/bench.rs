@@ -147,6 +147,13 @@ fn weight(gpu: &Gpu, elem: Elem, quant: Option<QuantFormat>, n: usize, k: usize,
     })
 }
 
+/// The bandwidth a buffer copy of `bytes` reaches on this device, in GB/s of traffic (bytes read
+/// plus bytes written): the measured bound when the device's peak is not known.
+pub async fn copy_gbps(gpu: &Gpu, bytes: u64, iters: usize) -> Result<f64> {
+    let ms = copy_ms(gpu, bytes, iters).await?;
+    Ok(2.0 * bytes as f64 / ms / 1e6)
+}
+
 /// Time of one copy of `bytes` bytes between two buffers, in ms (same method as the kernels).
 async fn copy_ms(gpu: &Gpu, bytes: u64, iters: usize) -> Result<f64> {
     let bytes = bytes.div_ceil(4).max(4) * 4;
