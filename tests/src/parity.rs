@@ -124,24 +124,67 @@ pub async fn check_prompt_cases(gpu: &Gpu, elem: Elem, model: &Model, io: &InMem
         close(&format!("out.last_logits.{case}"), &logits, &io.f32(&format!("out.last_logits.{case}"))?.0, atol)?;
 
         let expected: Vec<u32> = io.i64(&format!("out.greedy16.{case}"))?.0.into_iter().map(|t| t as u32).collect();
-        let mut logits = logits;
-        for (step, &want) in expected.iter().enumerate() {
-            let next = m2ugen_pipeline::sampling::argmax(&logits) as u32;
-            if next != want {
-                // f32 must agree exactly. f16 may part from the reference only at a near tie:
-                // where the reference's token scores within NEAR_TIE of ours.
-                let gap = logits[next as usize] - logits[want as usize];
-                ensure!(elem == Elem::F16 && gap <= NEAR_TIE, "out.greedy16.{case}: step {step}: ours {next}, the reference {want} (its logit {gap} below ours)");
-                if std::env::var_os("M2UGEN_PARITY_REPORT").is_some() {
-                    println!("out.greedy16.{case}: f16 agrees for {step} tokens, then a near tie ({gap:.4})");
-                }
-                break;
+        check_greedy(gpu, elem, llama, &mut cache, logits, &expected, &format!("out.greedy16.{case}")).await?;
+    }
+    Ok(())
+}
+
+/// Greedy decoding from `logits` (the prompt's last) with the KV cache must give `expected`:
+/// exactly in f32; in f16 it may part from the reference only at a near tie, where the
+/// reference's token scores within [`NEAR_TIE`] of ours.
+pub async fn check_greedy(gpu: &Gpu, elem: Elem, llama: &Llama, cache: &mut m2ugen_models::llama::KvCache, mut logits: Vec<f32>, expected: &[u32], what: &str) -> Result<()> {
+    for (step, &want) in expected.iter().enumerate() {
+        let next = m2ugen_pipeline::sampling::argmax(&logits) as u32;
+        if next != want {
+            let gap = logits[next as usize] - logits[want as usize];
+            ensure!(elem == Elem::F16 && gap <= NEAR_TIE, "{what}: step {step}: ours {next}, the reference {want} (its logit {gap} below ours)");
+            if std::env::var_os("M2UGEN_PARITY_REPORT").is_some() {
+                println!("{what}: f16 agrees for {step} tokens, then a near tie ({gap:.4})");
             }
-            let mut rec = Recorder::new(gpu);
-            let h = llama.decode(&mut rec, &mut cache, &[next])?;
-            let l = llama.logits(&mut rec, &h)?;
-            rec.submit()?;
-            logits = gpu.read(&l).await?;
+            break;
+        }
+        let mut rec = Recorder::new(gpu);
+        let h = llama.decode(&mut rec, cache, &[next])?;
+        let l = llama.logits(&mut rec, &h)?;
+        rec.submit()?;
+        logits = gpu.read(&l).await?;
+    }
+    Ok(())
+}
+
+/// Loads a converted plain LLaMA (no projector) from `fetcher`.
+pub async fn load_llama<F: Fetcher>(gpu: &Gpu, elem: Elem, fetcher: &F) -> Result<Llama> {
+    let manifest = load_manifest(fetcher).await?;
+    let clock = m2ugen_gpu::now_ms;
+    let options = LoadOptions { in_flight: 4, max_resumes: 3, clock: &clock, cache: None };
+    let store = Store::load(gpu, elem.dtype(), fetcher, &manifest, |n: &str| n.starts_with("llm."), &options, |_| {}).await?;
+    let params = manifest.components.get("llama").context("manifest: no 'llama' component")?;
+    Ok(Llama::load(gpu, &store, Llama::config_from(params, &store, 64)?)?)
+}
+
+/// The `llama-layouts` fixture: every position's logits of both rows of `in.ids` (atol 1e-4 in
+/// f32, as its README asks) and the 12 greedy tokens after row 0.
+pub async fn check_llama_layouts(gpu: &Gpu, elem: Elem, llama: &Llama, io: &InMemory) -> Result<()> {
+    let (ids, shape) = io.i64("in.ids")?;
+    let (rows, len) = (shape[0], shape[1]);
+    let (expected, _) = io.f32("out.logits")?;
+    let vocab = expected.len() / (rows * len);
+    let tol = match elem {
+        Elem::F32 => Tol { atol: 1e-4, rtol: 0.0 },
+        Elem::F16 => parity_tol(elem),
+    };
+    for row in 0..rows {
+        let tokens: Vec<u32> = ids[row * len..(row + 1) * len].iter().map(|&t| t as u32).collect();
+        let mut cache = llama.new_cache(gpu, 1, 64)?;
+        let mut rec = Recorder::new(gpu);
+        let hidden = llama.prefill(&mut rec, &mut cache, 0, &tokens)?;
+        let logits = llama.logits(&mut rec, &hidden)?;
+        rec.submit()?;
+        let logits = gpu.read(&logits).await?;
+        close(&format!("out.logits[{row}]"), &logits, &expected[row * len * vocab..(row + 1) * len * vocab], tol)?;
+        if row == 0 {
+            let greedy: Vec<u32> = io.i64("out.greedy12")?.0.into_iter().map(|t| t as u32).collect();
+            check_greedy(gpu, elem, llama, &mut cache, logits[(len - 1) * vocab..].to_vec(), &greedy, "out.greedy12").await?;
         }
     }
     Ok(())

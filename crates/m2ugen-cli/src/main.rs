@@ -112,11 +112,15 @@ struct BenchLlmArgs {
 #[derive(clap::Args)]
 struct ConvertArgs {
     /// An official M2UGen (or MU-LLaMA) checkpoint.pth.
-    #[arg(long, requires = "params")]
+    #[arg(long)]
     checkpoint: Option<std::path::PathBuf>,
-    /// The LLaMA params.json (Meta layout) of --checkpoint.
+    /// The LLaMA params.json (Meta layout) of --checkpoint (default: that of --llama).
     #[arg(long, requires = "checkpoint")]
     params: Option<std::path::PathBuf>,
+    /// A LLaMA directory, Meta layout (params.json + consolidated.*.pth) or Hugging Face layout
+    /// (config.json + model.safetensors): the LLM alone, or the base --checkpoint is laid over.
+    #[arg(long)]
+    llama: Option<std::path::PathBuf>,
     /// A Hugging Face model directory (config.json + model.safetensors) to store as component
     /// NAME, e.g. --hf musicgen=path/to/musicgen-small. Repeatable.
     #[arg(long, value_name = "NAME=DIR", value_parser = parse_component)]
@@ -299,7 +303,9 @@ fn run_convert(args: &ConvertArgs) -> anyhow::Result<()> {
         model: args.model.clone(),
     };
     let inputs = convert::Inputs {
-        m2ugen: args.checkpoint.as_deref().zip(args.params.as_deref()),
+        checkpoint: args.checkpoint.as_deref(),
+        params: args.params.as_deref(),
+        llama: args.llama.as_deref(),
         hf: args.hf.iter().map(|(name, dir)| (name.clone(), dir.as_path())).collect(),
     };
     let manifest = convert::convert(&inputs, &args.out, &options)?;

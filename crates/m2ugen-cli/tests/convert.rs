@@ -39,7 +39,7 @@ fn convert(out: &Path, extra: &[&str]) -> Output {
 }
 
 /// The manifest and every tensor's bytes, each checked against its hash.
-fn load(out: &Path) -> (Manifest, impl Fn(&str) -> (StoredType, Vec<usize>, Vec<u8>)) {
+fn load(out: &Path) -> (Manifest, impl Fn(&str) -> (StoredType, Vec<usize>, Vec<u8>) + use<>) {
     let manifest = Manifest::parse(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
     let shards: Vec<Vec<u8>> = manifest.shards.iter().map(|s| std::fs::read(out.join(&s.file)).unwrap()).collect();
     for (s, bytes) in manifest.shards.iter().zip(&shards) {
@@ -319,4 +319,62 @@ fn a_converted_model_verifies_and_a_tampered_one_is_named() {
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(stderr.contains(&format!("tensor '{}' in shard-00001.bin does not match its SHA-256", victim.name)), "{stderr}");
     std::fs::remove_dir_all(&out).unwrap();
+}
+
+fn llama_layouts() -> PathBuf {
+    std::env::var_os("M2UGEN_LLAMA_FIXTURE").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/llama-layouts"))
+}
+
+fn run_convert(args: &[&std::ffi::OsStr]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_m2ugen")).arg("convert").args(args).output().unwrap()
+}
+
+#[test]
+fn meta_and_hugging_face_llama_become_the_same_tensors() {
+    let (meta_out, hf_out) = (scratch("llama-meta"), scratch("llama-hf"));
+    for (layout, out) in [("meta", &meta_out), ("hf", &hf_out)] {
+        let run = run_convert(&["--llama".as_ref(), llama_layouts().join(layout).as_os_str(), "--dtype".as_ref(), "f32".as_ref(), "--out".as_ref(), out.as_os_str()]);
+        assert!(run.status.success(), "{layout}: {}", String::from_utf8_lossy(&run.stderr));
+    }
+    let ((meta, meta_get), (hf, hf_get)) = (load(&meta_out), load(&hf_out));
+    let names = |m: &Manifest| m.tensors.iter().map(|t| t.name.clone()).collect::<std::collections::BTreeSet<_>>();
+    assert_eq!(names(&meta), names(&hf));
+    assert_eq!(meta.tensors.len(), 2 + 1 + 3 * 9, "embedding, norm, head and 9 per layer");
+    for name in names(&meta) {
+        assert!(meta_get(&name) == hf_get(&name), "{name} differs between the layouts");
+    }
+    // Meta's own tensor, read here straight from consolidated.00.pth, is what both hold.
+    let reader = PytorchReader::new(llama_layouts().join("meta/consolidated.00.pth")).unwrap();
+    let wq = reader.get("layers.1.attention.wq.weight").unwrap().read().unwrap();
+    assert_eq!(hf_get("llm.layers.1.attention.wq.weight").2, wq);
+    let params = &hf.components["llama"];
+    assert_eq!((params["dim"].as_u64(), params["n_heads"].as_u64(), params["n_kv_heads"].as_u64()), (Some(64), Some(4), Some(2)));
+    let _ = std::fs::remove_dir_all(meta_out);
+    let _ = std::fs::remove_dir_all(hf_out);
+}
+
+#[test]
+fn a_checkpoint_over_a_base_llama_keeps_the_checkpoints_tensors() {
+    // The reference checkpoint holds a whole LLaMA of its own (vocabulary 264); laid over the
+    // layouts fixture's (vocabulary 300), every tensor both have must come from the checkpoint.
+    let (alone, over) = (scratch("ckpt-alone"), scratch("ckpt-over"));
+    assert!(convert(&alone, &["--dtype", "f32"]).status.success());
+    let (checkpoint, _) = fixture();
+    let run = run_convert(&["--checkpoint".as_ref(), checkpoint.as_os_str(), "--llama".as_ref(), llama_layouts().join("meta").as_os_str(), "--dtype".as_ref(), "f32".as_ref(), "--out".as_ref(), over.as_os_str()]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let ((a, a_get), (o, o_get)) = (load(&alone), load(&over));
+    for t in &a.tensors {
+        assert!(a_get(&t.name) == o_get(&t.name), "{} came from the base", t.name);
+    }
+    // The base adds nothing the checkpoint lacks here: both are whole LLaMAs with these names.
+    assert_eq!(a.tensors.len(), o.tensors.len());
+    // Its params.json serves when --params is not given.
+    assert_eq!(o.components["llama"]["n_kv_heads"].as_u64(), Some(2));
+
+    let run = run_convert(&["--checkpoint".as_ref(), checkpoint.as_os_str(), "--out".as_ref(), over.as_os_str()]);
+    assert_eq!(one_line_exit_2(&run), "m2ugen: convert: --checkpoint needs the LLaMA's params.json: give --params, or --llama with the base model");
+    let run = run_convert(&["--llama".as_ref(), "/nonexistent-llama".as_ref(), "--out".as_ref(), over.as_os_str()]);
+    assert!(one_line_exit_2(&run).contains("/nonexistent-llama: neither Meta's layout"));
+    let _ = std::fs::remove_dir_all(alone);
+    let _ = std::fs::remove_dir_all(over);
 }

@@ -8,6 +8,7 @@
 //! else is stored as f16 (or f32 with `--dtype f32`, which the parity tests use).
 #![deny(missing_docs)]
 
+pub mod llama;
 pub mod names;
 pub mod source;
 pub mod writer;
@@ -146,34 +147,53 @@ fn convert_source(source: &dyn TensorSource, name_of: &dyn Fn(&str) -> Role, wri
 
 /// What to convert.
 pub struct Inputs<'a> {
-    /// An official M2UGen (or MU-LLaMA) `checkpoint.pth` with its Meta `params.json`.
-    pub m2ugen: Option<(&'a Path, &'a Path)>,
+    /// An official M2UGen (or MU-LLaMA) `checkpoint.pth`.
+    pub checkpoint: Option<&'a Path>,
+    /// The LLaMA `params.json` (Meta layout); by default the one of `llama`.
+    pub params: Option<&'a Path>,
+    /// A LLaMA directory in Meta's or Hugging Face's layout: the model itself, or the base the
+    /// checkpoint's tensors are laid over.
+    pub llama: Option<&'a Path>,
     /// Hugging Face model directories (`config.json` + `model.safetensors`), each stored under
     /// its component name (e.g. `musicgen`).
     pub hf: Vec<(String, &'a Path)>,
 }
 
-fn read_json(path: &Path) -> Result<serde_json::Value> {
+pub(crate) fn read_json(path: &Path) -> Result<serde_json::Value> {
     let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("{}: not valid JSON", path.display()))
 }
 
 /// Converts `inputs` into `out` (manifest.json + shards).
 pub fn convert(inputs: &Inputs, out: &Path, options: &Options) -> Result<Manifest> {
-    if inputs.m2ugen.is_none() && inputs.hf.is_empty() {
-        bail!("nothing to convert: give --checkpoint with --params, or --hf NAME=DIR");
+    if inputs.checkpoint.is_none() && inputs.llama.is_none() && inputs.hf.is_empty() {
+        bail!("nothing to convert: give --checkpoint (with --params or --llama), --llama, or --hf NAME=DIR");
     }
     let mut components = BTreeMap::new();
     let mut sources: Vec<(Box<dyn TensorSource>, Box<dyn Fn(&str) -> Role>)> = Vec::new();
-    if let Some((checkpoint, params)) = inputs.m2ugen {
-        let llama = read_json(params)?;
+    let base = inputs.llama.map(llama::open).transpose()?;
+    if inputs.checkpoint.is_some() || base.is_some() {
+        let (params, at) = match (inputs.params, &base) {
+            (Some(path), _) => (read_json(path)?, path.display().to_string()),
+            (None, Some((_, params))) => (params.clone(), inputs.llama.map(|p| p.display().to_string()).unwrap_or_default()),
+            (None, None) => bail!("--checkpoint needs the LLaMA's params.json: give --params, or --llama with the base model"),
+        };
         for field in ["dim", "n_layers", "n_heads"] {
-            if !llama.get(field).is_some_and(|v| v.is_u64()) {
-                bail!("{}: field '{field}' is missing or not a positive integer", params.display());
+            if !params.get(field).is_some_and(|v| v.is_u64()) {
+                bail!("{at}: field '{field}' is missing or not a positive integer");
             }
         }
-        components.insert("llama".to_string(), llama);
-        sources.push((Box::new(Checkpoint::open(checkpoint)?), Box::new(names::role)));
+        components.insert("llama".to_string(), params);
+        // The checkpoint's tensors first: they win over the base's.
+        let mut layers: Vec<Box<dyn TensorSource>> = Vec::new();
+        if let Some(checkpoint) = inputs.checkpoint {
+            layers.push(Box::new(Checkpoint::open(checkpoint)?));
+        }
+        if let Some((source, _)) = base {
+            layers.push(source);
+        }
+        let source: Box<dyn TensorSource> = if layers.len() == 1 { layers.remove(0) } else { Box::new(llama::Overlay(layers)) };
+        sources.push((source, Box::new(names::role)));
     }
     for (component, dir) in &inputs.hf {
         if component.is_empty() || !component.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {

@@ -57,18 +57,22 @@ impl TensorSource for Checkpoint {
     }
 
     fn read_f32(&self, name: &str) -> Result<Vec<f32>> {
-        let t = self.get(name)?;
-        let bytes = t.read().with_context(|| format!("{}: reading '{name}'", self.path))?;
-        let dtype = match t.dtype() {
-            TorchType::F32 => "F32",
-            TorchType::F16 => "F16",
-            TorchType::BF16 => "BF16",
-            TorchType::F64 => "F64",
-            other => bail!("{}: '{name}' is {other:?}, expected a float tensor", self.path),
-        };
-        // pytorch-reader gives native-endian bytes; every supported host is little-endian.
-        floats(&bytes, dtype).with_context(|| format!("{}: '{name}' is not a float tensor", self.path))
+        torch_floats(self.get(name)?, &self.path, name)
     }
+}
+
+/// The values of a float tensor of a PyTorch file as f32 (`file` names it in errors).
+pub fn torch_floats(t: &pytorch_reader::Tensor, file: &str, name: &str) -> Result<Vec<f32>> {
+    let bytes = t.read().with_context(|| format!("{file}: reading '{name}'"))?;
+    let dtype = match t.dtype() {
+        TorchType::F32 => "F32",
+        TorchType::F16 => "F16",
+        TorchType::BF16 => "BF16",
+        TorchType::F64 => "F64",
+        other => bail!("{file}: '{name}' is {other:?}, expected a float tensor"),
+    };
+    // pytorch-reader gives native-endian bytes; every supported host is little-endian.
+    floats(&bytes, dtype).with_context(|| format!("{file}: '{name}' is not a float tensor"))
 }
 
 /// A `.safetensors` file: its header is parsed up front, each tensor read by its byte range.

@@ -19,7 +19,7 @@ fn converted(tag: &str, quant: Option<QuantFormat>) -> PathBuf {
     let out = std::env::temp_dir().join(format!("m2ugen-parity-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
     let checkpoint = dir.join("checkpoint.pth");
-    let inputs = Inputs { m2ugen: Some((&checkpoint, &params)), hf: vec![] };
+    let inputs = Inputs { checkpoint: Some(&checkpoint), params: Some(&params), llama: None, hf: vec![] };
     let options = Options { float: StoredType::F32, quant, shard_bytes: 1 << 20, model: "fixture".into() };
     convert(&inputs, &out, &options).unwrap();
     out
@@ -67,6 +67,37 @@ fn quantized_models_stay_close_to_the_float_one() {
             let q = m2ugen_pipeline::quality::compare(&gpu, &reference.llama, &model.llama, &prompt, 32).await.unwrap();
             println!("{name}: {q:?}");
             assert!(q.max_logit_error <= max_error && q.top1_agreement >= agreement, "{name}: {q:?}");
+        }
+    });
+}
+
+/// The `llama-layouts` fixture (`M2UGEN_LLAMA_FIXTURE`, or the repository's copy).
+fn llama_fixture() -> PathBuf {
+    std::env::var_os("M2UGEN_LLAMA_FIXTURE").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("data/llama-layouts"))
+}
+
+#[test]
+fn llama_in_meta_and_hugging_face_layouts_gives_the_transformers_logits() {
+    let mut dirs = Vec::new();
+    for layout in ["meta", "hf"] {
+        let out = std::env::temp_dir().join(format!("m2ugen-parity-llama-{layout}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&out);
+        let source = llama_fixture().join(layout);
+        let inputs = Inputs { checkpoint: None, params: None, llama: Some(&source), hf: vec![] };
+        convert(&inputs, &out, &Options { float: StoredType::F32, quant: None, shard_bytes: 1 << 20, model: format!("llama-{layout}") }).unwrap();
+        dirs.push((layout, out));
+    }
+    block_on("llama_in_meta_and_hugging_face_layouts_gives_the_transformers_logits", 600, move || async move {
+        let path = llama_fixture().join("io.safetensors");
+        let io = InMemory::parse("io.safetensors", std::fs::read(&path).unwrap()).unwrap();
+        for elem in native_elems() {
+            let gpu = m2ugen_tests::gpu(elem).await;
+            for (layout, dir) in &dirs {
+                let llama = m2ugen_tests::parity::load_llama(&gpu, elem, &DirFetcher(dir.clone())).await.unwrap();
+                if let Err(e) = m2ugen_tests::parity::check_llama_layouts(&gpu, elem, &llama, &io).await {
+                    panic!("{layout} {elem:?}: {e:#}");
+                }
+            }
         }
     });
 }
