@@ -296,3 +296,28 @@ pub async fn check_generation(gpu: &Gpu, elem: Elem, model: &Model, io: &InMemor
     ensure!(f.iter().all(|o| o.finish == Finish::Cancelled && o.tokens.len() == 5), "cancelled after 5: {f:?}");
     Ok(())
 }
+
+/// The tokenizer converted from `tests/data/tokenizer/tokenizer.model`: ids worked out by hand
+/// from the piece list in `make_model.py` (ids: `<s>` 1, bytes `<0xNN>` 3 + NN, `▁` 259, `▁h`
+/// 268, `i` 264, `llo` 271, `▁hello` 272, `▁world` 277, `[AUD0]` 278).
+pub fn check_tokenizer(t: &m2ugen_pipeline::tokenizer::TextTokenizer) -> Result<()> {
+    use m2ugen_pipeline::generate::Detokenize;
+    for (text, ids) in [
+        // Merges in score order: ▁h, ll, ▁he, llo, ▁hello, ▁w, or, ▁wor, ld, ▁world.
+        ("hello world", vec![1, 272, 277]),
+        // `!` is no piece: byte fallback to <0x21>.
+        ("hi!", vec![1, 268, 264, 36]),
+        // é is two bytes, C3 A9.
+        ("héllo", vec![1, 268, 198, 172, 271]),
+        ("[AUD0][AUD7]", vec![1, 278, 285]),
+    ] {
+        let ours = t.encode(text)?;
+        ensure!(ours == ids, "encode({text:?}): {ours:?}, expected {ids:?}");
+    }
+    ensure!(t.aud_tokens() == [278, 279, 280, 281, 282, 283, 284, 285], "[AUD] ids {:?}", t.aud_tokens());
+    for (ids, text) in [(&[1u32, 272, 277][..], "hello world"), (&[268, 198, 172, 271], "héllo"), (&[272, 278, 285], "hello")] {
+        let ours = t.decode(ids);
+        ensure!(ours == text, "decode({ids:?}): {ours:?}, expected {text:?}");
+    }
+    Ok(())
+}

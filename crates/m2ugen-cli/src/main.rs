@@ -121,6 +121,10 @@ struct ConvertArgs {
     /// (config.json + model.safetensors): the LLM alone, or the base --checkpoint is laid over.
     #[arg(long)]
     llama: Option<std::path::PathBuf>,
+    /// LLaMA's tokenizer.model (SentencePiece) or tokenizer.json: written as tokenizer.json with
+    /// [AUD0]..[AUD7] added.
+    #[arg(long)]
+    tokenizer: Option<std::path::PathBuf>,
     /// A Hugging Face model directory (config.json + model.safetensors) to store as component
     /// NAME, e.g. --hf musicgen=path/to/musicgen-small. Repeatable.
     #[arg(long, value_name = "NAME=DIR", value_parser = parse_component)]
@@ -306,6 +310,7 @@ fn run_convert(args: &ConvertArgs) -> anyhow::Result<()> {
         checkpoint: args.checkpoint.as_deref(),
         params: args.params.as_deref(),
         llama: args.llama.as_deref(),
+        tokenizer: args.tokenizer.as_deref(),
         hf: args.hf.iter().map(|(name, dir)| (name.clone(), dir.as_path())).collect(),
     };
     let manifest = convert::convert(&inputs, &args.out, &options)?;

@@ -11,6 +11,7 @@
 pub mod llama;
 pub mod names;
 pub mod source;
+pub mod tokenizer;
 pub mod writer;
 
 use anyhow::{bail, Context, Result};
@@ -154,6 +155,8 @@ pub struct Inputs<'a> {
     /// A LLaMA directory in Meta's or Hugging Face's layout: the model itself, or the base the
     /// checkpoint's tensors are laid over.
     pub llama: Option<&'a Path>,
+    /// LLaMA's `tokenizer.model` (SentencePiece) or `tokenizer.json`; `[AUD0]`..`[AUD7]` are added.
+    pub tokenizer: Option<&'a Path>,
     /// Hugging Face model directories (`config.json` + `model.safetensors`), each stored under
     /// its component name (e.g. `musicgen`).
     pub hf: Vec<(String, &'a Path)>,
@@ -166,7 +169,7 @@ pub(crate) fn read_json(path: &Path) -> Result<serde_json::Value> {
 
 /// Converts `inputs` into `out` (manifest.json + shards).
 pub fn convert(inputs: &Inputs, out: &Path, options: &Options) -> Result<Manifest> {
-    if inputs.checkpoint.is_none() && inputs.llama.is_none() && inputs.hf.is_empty() {
+    if inputs.checkpoint.is_none() && inputs.llama.is_none() && inputs.hf.is_empty() && inputs.tokenizer.is_none() {
         bail!("nothing to convert: give --checkpoint (with --params or --llama), --llama, or --hf NAME=DIR");
     }
     let mut components = BTreeMap::new();
@@ -206,6 +209,9 @@ pub fn convert(inputs: &Inputs, out: &Path, options: &Options) -> Result<Manifes
     let mut writer = writer::ShardWriter::new(out, options.shard_bytes)?;
     for (source, name_of) in &sources {
         convert_source(source.as_ref(), name_of.as_ref(), &mut writer, options)?;
+    }
+    if let Some(path) = inputs.tokenizer {
+        writer.tokenizer(&tokenizer::convert_tokenizer(path)?)?;
     }
     writer.finish(&options.model, env!("CARGO_PKG_VERSION"), components)
 }

@@ -27,13 +27,14 @@ pub struct ShardWriter {
     current: Vec<u8>,
     shards: Vec<FileEntry>,
     tensors: Vec<TensorEntry>,
+    tokenizer: Option<FileEntry>,
 }
 
 impl ShardWriter {
     /// A writer into `dir` (created if missing).
     pub fn new(dir: &Path, shard_bytes: u64) -> Result<Self> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        Ok(ShardWriter { dir: dir.to_path_buf(), shard_bytes, current: Vec::new(), shards: Vec::new(), tensors: Vec::new() })
+        Ok(ShardWriter { dir: dir.to_path_buf(), shard_bytes, current: Vec::new(), shards: Vec::new(), tensors: Vec::new(), tokenizer: None })
     }
 
     /// Adds one tensor's bytes.
@@ -64,6 +65,13 @@ impl ShardWriter {
         Ok(())
     }
 
+    /// Writes `tokenizer.json` beside the shards.
+    pub fn tokenizer(&mut self, json: &[u8]) -> Result<()> {
+        write_atomic(&self.dir.join("tokenizer.json"), json)?;
+        self.tokenizer = Some(FileEntry { file: "tokenizer.json".into(), bytes: json.len() as u64, sha256: sha256(json) });
+        Ok(())
+    }
+
     /// Writes the last shard and the manifest, checked by the same code that will read it.
     pub fn finish(mut self, model: &str, version: &str, components: BTreeMap<String, serde_json::Value>) -> Result<Manifest> {
         if !self.current.is_empty() || self.shards.is_empty() {
@@ -74,7 +82,7 @@ impl ShardWriter {
             model: model.into(),
             version: version.into(),
             components,
-            tokenizer: None,
+            tokenizer: self.tokenizer,
             shards: self.shards,
             tensors: self.tensors,
         };

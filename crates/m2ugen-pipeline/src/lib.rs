@@ -10,6 +10,7 @@
 pub mod generate;
 pub mod quality;
 pub mod sampling;
+pub mod tokenizer;
 
 pub use sampling::{sample, Sampling};
 

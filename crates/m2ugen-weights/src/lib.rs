@@ -80,6 +80,12 @@ pub enum Error {
         /// Its shard.
         file: String,
     },
+    /// A file beside the shards (the tokenizer) does not match the manifest's hash, twice.
+    #[error("{file} does not match its SHA-256 (fetched twice): the server's copy is corrupt or not the one the manifest describes")]
+    FileHashMismatch {
+        /// The file.
+        file: String,
+    },
     /// The consumer of a tensor refused it.
     #[error("tensor '{tensor}': {problem}")]
     Consume {

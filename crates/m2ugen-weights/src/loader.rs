@@ -143,6 +143,31 @@ pub async fn load_manifest_cached<F: Fetcher>(fetcher: &F, cache: Option<&dyn Te
     }
 }
 
+/// A file the manifest lists beside the shards (the tokenizer), checked against its SHA-256
+/// (fetched once more on a mismatch), from `cache` when it holds it, and kept there.
+pub async fn load_file<F: Fetcher>(fetcher: &F, entry: &crate::FileEntry, cache: Option<&dyn TensorCache>) -> Result<Vec<u8>> {
+    let key = format!("sha256-{}", entry.sha256);
+    if let Some(bytes) = match cache {
+        Some(c) => c.get(&key).await,
+        None => None,
+    } {
+        if sha256_hex(&bytes) == entry.sha256 {
+            return Ok(bytes);
+        }
+    }
+    for _ in 0..2 {
+        let (Reply::Range(bytes) | Reply::Whole(bytes)) = fetcher.fetch(&entry.file, None).await?;
+        if bytes.len() as u64 == entry.bytes && sha256_hex(&bytes) == entry.sha256 {
+            if let Some(c) = cache {
+                // A full cache is not this file's problem: it loads from the network next time.
+                let _ = c.put(&key, &bytes).await;
+            }
+            return Ok(bytes);
+        }
+    }
+    Err(Error::FileHashMismatch { file: entry.file.clone() })
+}
+
 struct State<'a, F> {
     fetcher: &'a F,
     manifest: &'a Manifest,

@@ -19,7 +19,7 @@ fn converted(tag: &str, quant: Option<QuantFormat>) -> PathBuf {
     let out = std::env::temp_dir().join(format!("m2ugen-parity-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
     let checkpoint = dir.join("checkpoint.pth");
-    let inputs = Inputs { checkpoint: Some(&checkpoint), params: Some(&params), llama: None, hf: vec![] };
+    let inputs = Inputs { checkpoint: Some(&checkpoint), params: Some(&params), llama: None, tokenizer: None, hf: vec![] };
     let options = Options { float: StoredType::F32, quant, shard_bytes: 1 << 20, model: "fixture".into() };
     convert(&inputs, &out, &options).unwrap();
     out
@@ -83,7 +83,7 @@ fn llama_in_meta_and_hugging_face_layouts_gives_the_transformers_logits() {
         let out = std::env::temp_dir().join(format!("m2ugen-parity-llama-{layout}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&out);
         let source = llama_fixture().join(layout);
-        let inputs = Inputs { checkpoint: None, params: None, llama: Some(&source), hf: vec![] };
+        let inputs = Inputs { checkpoint: None, params: None, llama: Some(&source), tokenizer: None, hf: vec![] };
         convert(&inputs, &out, &Options { float: StoredType::F32, quant: None, shard_bytes: 1 << 20, model: format!("llama-{layout}") }).unwrap();
         dirs.push((layout, out));
     }
@@ -100,4 +100,26 @@ fn llama_in_meta_and_hugging_face_layouts_gives_the_transformers_logits() {
             }
         }
     });
+}
+
+#[test]
+fn the_sentencepiece_model_becomes_a_tokenizer_that_encodes_as_worked_out_by_hand() {
+    use m2ugen_convert::tokenizer::convert_tokenizer;
+    use m2ugen_pipeline::tokenizer::{TextTokenizer, TokenizerError};
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/tokenizer/tokenizer.model");
+    let json = convert_tokenizer(&model).unwrap();
+    let tokenizer = TextTokenizer::from_bytes(&json).unwrap();
+    if let Err(e) = m2ugen_tests::parity::check_tokenizer(&tokenizer) {
+        panic!("{e:#}");
+    }
+    // A tokenizer.json in, with its [AUD] tokens already there: the same tokenizer out.
+    let path = std::env::temp_dir().join(format!("m2ugen-tokenizer-{}.json", std::process::id()));
+    std::fs::write(&path, &json).unwrap();
+    let again = TextTokenizer::from_bytes(&convert_tokenizer(&path).unwrap()).unwrap();
+    m2ugen_tests::parity::check_tokenizer(&again).unwrap();
+    // Without them, the page names the problem.
+    let mut plain: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    plain["added_tokens"].as_array_mut().unwrap().retain(|t| !t["content"].as_str().unwrap().starts_with("[AUD"));
+    assert_eq!(TextTokenizer::from_bytes(plain.to_string().as_bytes()).err(), Some(TokenizerError::NoAudToken(0)));
+    let _ = std::fs::remove_file(path);
 }

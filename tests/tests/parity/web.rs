@@ -142,3 +142,17 @@ async fn persistence_is_asked_for_and_a_full_quota_has_its_own_message() {
     let other = web_sys::DomException::new_with_message_and_name("The operation is insecure.", "SecurityError").unwrap();
     assert_eq!(storage_error(&other), Error::Storage("The operation is insecure.".into()));
 }
+
+#[wasm_bindgen_test]
+async fn the_converted_tokenizer_loads_and_encodes_in_the_browser() {
+    let fetcher = WebFetcher::new(base());
+    let manifest = m2ugen_weights::loader::load_manifest(&fetcher).await.unwrap();
+    let entry = manifest.tokenizer.as_ref().expect("the served fixture has a tokenizer (scripts/test.sh converts it with --tokenizer)");
+    let json = m2ugen_weights::loader::load_file(&fetcher, entry, None).await.unwrap();
+    let tokenizer = m2ugen_pipeline::tokenizer::TextTokenizer::from_bytes(&json).unwrap();
+    m2ugen_tests::parity::check_tokenizer(&tokenizer).unwrap_or_else(|e| panic!("{e:#}"));
+    // A tokenizer entry whose hash does not match what the server has is named.
+    let wrong = m2ugen_weights::FileEntry { sha256: "0".repeat(64), ..entry.clone() };
+    let e = m2ugen_weights::loader::load_file(&fetcher, &wrong, None).await.unwrap_err().to_string();
+    assert!(e.starts_with("tokenizer.json does not match its SHA-256 (fetched twice)"), "{e}");
+}
