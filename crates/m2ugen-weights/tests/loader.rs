@@ -6,7 +6,7 @@
 
 use m2ugen_core::rng::Rng;
 use futures_util::future::LocalBoxFuture;
-use m2ugen_weights::loader::{load_manifest, load_manifest_cached, load_tensors, Event, LoadOptions, TensorCache};
+use m2ugen_weights::loader::{load_manifest_cached, load_tensors, Event, LoadOptions, TensorCache};
 use m2ugen_weights::manifest::{FileEntry, Manifest, StoredType, TensorEntry, FORMAT};
 use m2ugen_weights::native::server::{Faults, Server};
 use m2ugen_weights::native::{DirFetcher, HttpFetcher};
@@ -56,11 +56,17 @@ fn load_http(server: &Server, in_flight: usize) -> Result<(BTreeMap<String, Vec<
 }
 
 fn load_with<F: m2ugen_weights::loader::Fetcher>(fetcher: &F, in_flight: usize) -> Result<(BTreeMap<String, Vec<u8>>, Vec<Event>), Error> {
+    load_through(fetcher, in_flight, 4, None).map(|(got, events, _)| (got, events))
+}
+
+/// Loads every tensor through `fetcher` (and `cache`): tensors by name, the events, and whether
+/// the manifest came from the cache.
+fn load_through<F: m2ugen_weights::loader::Fetcher>(fetcher: &F, in_flight: usize, max_resumes: usize, cache: Option<&dyn TensorCache>) -> Result<(BTreeMap<String, Vec<u8>>, Vec<Event>, bool), Error> {
     let start = Instant::now();
     let clock = move || start.elapsed().as_secs_f64() * 1e3;
-    let options = LoadOptions { in_flight, max_resumes: 4, clock: &clock, cache: None };
+    let options = LoadOptions { in_flight, max_resumes, clock: &clock, cache };
     pollster::block_on(async {
-        let manifest = load_manifest(fetcher).await?;
+        let (manifest, offline) = load_manifest_cached(fetcher, cache).await?;
         let mut got = BTreeMap::new();
         let mut events = Vec::new();
         load_tensors(fetcher, &manifest, None, &options, |e| events.push(e), |t, bytes| {
@@ -68,7 +74,7 @@ fn load_with<F: m2ugen_weights::loader::Fetcher>(fetcher: &F, in_flight: usize) 
             Ok(())
         })
         .await?;
-        Ok((got, events))
+        Ok((got, events, offline))
     })
 }
 
@@ -194,23 +200,8 @@ impl TensorCache for MemoryCache {
     }
 }
 
-/// Loads through `fetcher` with `cache`: tensors, events and whether the manifest came from the
-/// cache.
 fn load_cached<F: m2ugen_weights::loader::Fetcher>(fetcher: &F, cache: &MemoryCache) -> Result<(BTreeMap<String, Vec<u8>>, Vec<Event>, bool), Error> {
-    let start = Instant::now();
-    let clock = move || start.elapsed().as_secs_f64() * 1e3;
-    let options = LoadOptions { in_flight: 3, max_resumes: 2, clock: &clock, cache: Some(cache) };
-    pollster::block_on(async {
-        let (manifest, offline) = load_manifest_cached(fetcher, Some(cache)).await?;
-        let mut got = BTreeMap::new();
-        let mut events = Vec::new();
-        load_tensors(fetcher, &manifest, None, &options, |e| events.push(e), |t, bytes| {
-            got.insert(t.name.clone(), bytes);
-            Ok(())
-        })
-        .await?;
-        Ok((got, events, offline))
-    })
+    load_through(fetcher, 3, 2, Some(cache))
 }
 
 fn last_progress(events: &[Event]) -> m2ugen_weights::loader::Progress {
