@@ -43,16 +43,20 @@ pub struct Model {
 
 /// Loads a converted fixture from `fetcher` (manifest + shards) in element type `elem`.
 pub async fn load_model<F: Fetcher>(gpu: &Gpu, elem: Elem, fetcher: &F) -> Result<Model> {
+    let (store, llama) = load_store(gpu, elem, fetcher, |n| n.starts_with("llm.") || n.starts_with("output_projector.")).await?;
+    let projector = OutputProjector::load(&store, ProjectorConfig::from_store(&store, 4)?)?;
+    Ok(Model { llama, projector })
+}
+
+/// The tensors `wanted` of the model at `fetcher`, uploaded, and its LLM.
+async fn load_store<F: Fetcher>(gpu: &Gpu, elem: Elem, fetcher: &F, wanted: impl Fn(&str) -> bool) -> Result<(Store, Llama)> {
     let manifest = load_manifest(fetcher).await?;
     let clock = m2ugen_gpu::now_ms;
     let options = LoadOptions { in_flight: 4, max_resumes: 3, clock: &clock, cache: None };
-    let wanted = |n: &str| n.starts_with("llm.") || n.starts_with("output_projector.");
     let store = Store::load(gpu, elem.dtype(), fetcher, &manifest, wanted, &options, |_| {}).await?;
     let params = manifest.components.get("llama").context("manifest: no 'llama' component")?;
-    let config = Llama::config_from(params, &store, 64)?;
-    let llama = Llama::load(gpu, &store, config)?;
-    let projector = OutputProjector::load(&store, ProjectorConfig::from_store(&store, 4)?)?;
-    Ok(Model { llama, projector })
+    let llama = Llama::load(gpu, &store, Llama::config_from(params, &store, 64)?)?;
+    Ok((store, llama))
 }
 
 /// The largest absolute difference, and where.
@@ -154,12 +158,7 @@ pub async fn check_greedy(gpu: &Gpu, elem: Elem, llama: &Llama, cache: &mut m2ug
 
 /// Loads a converted plain LLaMA (no projector) from `fetcher`.
 pub async fn load_llama<F: Fetcher>(gpu: &Gpu, elem: Elem, fetcher: &F) -> Result<Llama> {
-    let manifest = load_manifest(fetcher).await?;
-    let clock = m2ugen_gpu::now_ms;
-    let options = LoadOptions { in_flight: 4, max_resumes: 3, clock: &clock, cache: None };
-    let store = Store::load(gpu, elem.dtype(), fetcher, &manifest, |n: &str| n.starts_with("llm."), &options, |_| {}).await?;
-    let params = manifest.components.get("llama").context("manifest: no 'llama' component")?;
-    Ok(Llama::load(gpu, &store, Llama::config_from(params, &store, 64)?)?)
+    Ok(load_store(gpu, elem, fetcher, |n| n.starts_with("llm.")).await?.1)
 }
 
 /// The `llama-layouts` fixture: every position's logits of both rows of `in.ids` (atol 1e-4 in

@@ -55,7 +55,12 @@ pub trait TensorCache {
 /// The cache key of a tensor: its content hash, so two models sharing a tensor share the entry
 /// and a changed tensor never meets a stale one.
 pub fn tensor_key(t: &TensorEntry) -> String {
-    format!("sha256-{}", t.sha256)
+    content_key(&t.sha256)
+}
+
+/// The cache key of bytes with SHA-256 `sha256` (tensors and the tokenizer alike).
+fn content_key(sha256: &str) -> String {
+    format!("sha256-{sha256}")
 }
 
 /// The cache key of the manifest served at `origin`.
@@ -146,7 +151,7 @@ pub async fn load_manifest_cached<F: Fetcher>(fetcher: &F, cache: Option<&dyn Te
 /// A file the manifest lists beside the shards (the tokenizer), checked against its SHA-256
 /// (fetched once more on a mismatch), from `cache` when it holds it, and kept there.
 pub async fn load_file<F: Fetcher>(fetcher: &F, entry: &crate::FileEntry, cache: Option<&dyn TensorCache>) -> Result<Vec<u8>> {
-    let key = format!("sha256-{}", entry.sha256);
+    let key = content_key(&entry.sha256);
     if let Some(bytes) = match cache {
         Some(c) => c.get(&key).await,
         None => None,

@@ -154,20 +154,18 @@ fn answer(conn: TcpStream, shared: &Shared) -> std::io::Result<()> {
     let Some(mut path) = safe_path(target) else {
         return reply(&mut conn, "404 Not Found", "", b"not found");
     };
-    // Path-prefix faults (browser tests).
-    let mut by_path = (false, false, false);
+    // Path-prefix faults (browser tests): the prefix is stripped; cut and corrupt spoil only the
+    // first response for each shard.
+    let (mut prefix_no_ranges, mut prefix_cut, mut prefix_corrupt) = (false, false, false);
     if shared.faults.lock().map(|f| f.by_path).unwrap_or(false) {
-        for (prefix, slot) in [("no-ranges/", 0), ("cut/", 1), ("corrupt/", 2)] {
-            if let Some(rest) = path.strip_prefix(prefix) {
-                let first_time = slot == 0 || shared.spoiled.lock().map(|mut s| s.insert(format!("{prefix}{rest}"))).unwrap_or(false);
-                let spoil = first_time && rest.starts_with("shard-");
-                match slot {
-                    0 => by_path.0 = true,
-                    1 => by_path.1 = spoil,
-                    _ => by_path.2 = spoil,
-                }
-                path = rest.to_string();
+        if let Some((prefix, rest)) = path.split_once('/').filter(|(p, _)| ["no-ranges", "cut", "corrupt"].contains(p)) {
+            let first_time = rest.starts_with("shard-") && shared.spoiled.lock().map(|mut s| s.insert(path.clone())).unwrap_or(false);
+            match prefix {
+                "no-ranges" => prefix_no_ranges = true,
+                "cut" => prefix_cut = first_time,
+                _ => prefix_corrupt = first_time,
             }
+            path = rest.to_string();
         }
     }
     let file_path = shared.dir.join(&path);
@@ -183,7 +181,7 @@ fn answer(conn: TcpStream, shared: &Shared) -> std::io::Result<()> {
         if corrupt {
             f.corrupt -= 1;
         }
-        (f.no_ranges || by_path.0, cut, corrupt || by_path.2, f.delay_ms)
+        (f.no_ranges || prefix_no_ranges, cut, corrupt || prefix_corrupt, f.delay_ms)
     };
     let range = if no_ranges { None } else { range_header.as_deref().and_then(|v| parse_range(v, len)) };
     if let Ok(mut log) = shared.log.lock() {
@@ -202,7 +200,7 @@ fn answer(conn: TcpStream, shared: &Shared) -> std::io::Result<()> {
         return Ok(());
     }
     file.seek(SeekFrom::Start(first_byte))?;
-    let send = match (cut, by_path.1) {
+    let send = match (cut, prefix_cut) {
         (Some(c), _) => (c as u64).min(count),
         (None, true) => count / 2,
         (None, false) => count,
