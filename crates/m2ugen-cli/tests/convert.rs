@@ -69,6 +69,19 @@ fn source(name: &str) -> (Vec<usize>, Vec<f32>) {
     (t.shape().to_vec(), f32s(&t.read().unwrap()))
 }
 
+/// `W + l2 · l1` for `W` (out, in), `l1` (rank, in), `l2` (out, rank): the layer's output with
+/// its LoRA, `W x + l2 (l1 x)`, as one matrix.
+fn lora_folded(w: &[f32], l1: &[f32], l2: &[f32], out_f: usize, in_f: usize, rank: usize) -> Vec<f32> {
+    let mut folded = w.to_vec();
+    for o in 0..out_f {
+        for i in 0..in_f {
+            let lora: f64 = (0..rank).map(|r| l2[o * rank + r] as f64 * l1[r * in_f + i] as f64).sum();
+            folded[o * in_f + i] = (w[o * in_f + i] as f64 + lora) as f32;
+        }
+    }
+    folded
+}
+
 fn assert_near(what: &str, ours: &[f32], expected: &[f32], atol: f32) {
     assert_eq!(ours.len(), expected.len(), "{what}");
     for (i, (a, b)) in ours.iter().zip(expected).enumerate() {
@@ -99,14 +112,7 @@ fn f32_conversion_keeps_every_value_with_lora_and_weight_norm_folded() {
     let (shape, w) = source("llama.layers.3.attention.wq.weight");
     let (_, l1) = source("llama.layers.3.attention.lora_wq_l1.weight");
     let (_, l2) = source("llama.layers.3.attention.lora_wq_l2.weight");
-    let (out_f, in_f, rank) = (shape[0], shape[1], 16);
-    let mut expected = w.clone();
-    for o in 0..out_f {
-        for i in 0..in_f {
-            let lora: f64 = (0..rank).map(|r| l2[o * rank + r] as f64 * l1[r * in_f + i] as f64).sum();
-            expected[o * in_f + i] = (w[o * in_f + i] as f64 + lora) as f32;
-        }
-    }
+    let expected = lora_folded(&w, &l1, &l2, shape[0], shape[1], 16);
     let (dtype, got_shape, bytes) = get("llm.layers.3.attention.wq.weight");
     assert_eq!((dtype, got_shape), (StoredType::F32, shape));
     assert_near("folded wq", &f32s(&bytes), &expected, 1e-5);
@@ -377,4 +383,81 @@ fn a_checkpoint_over_a_base_llama_keeps_the_checkpoints_tensors() {
     assert!(one_line_exit_2(&run).contains("/nonexistent-llama: neither Meta's layout"));
     let _ = std::fs::remove_dir_all(alone);
     let _ = std::fs::remove_dir_all(over);
+}
+
+fn mu_llama() -> PathBuf {
+    std::env::var_os("M2UGEN_MU_LLAMA_FIXTURE").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/mu-llama"))
+}
+
+#[test]
+fn mu_llama_converts_over_its_llama_2_base_with_its_wide_adapter_and_no_output_tokens() {
+    let (dir, out) = (mu_llama(), scratch("mu-llama"));
+    let tokenizer = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/tokenizer/tokenizer.model");
+    let (checkpoint, base) = (dir.join("checkpoint.pth"), dir.join("base"));
+    let run = run_convert(&[
+        "--checkpoint".as_ref(), checkpoint.as_os_str(), "--llama".as_ref(), base.as_os_str(), "--tokenizer".as_ref(), tokenizer.as_os_str(),
+        "--dtype".as_ref(), "f32".as_ref(), "--out".as_ref(), out.as_os_str(),
+    ]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let (manifest, get) = load(&out);
+    // The base's params.json, as LLaMA-2 publishes it (vocabulary -1: the tokenizer's).
+    let params = &manifest.components["llama"];
+    assert_eq!((params["n_layers"].as_u64(), params["vocab_size"].as_i64()), (Some(22), Some(-1)));
+    for t in &manifest.tensors {
+        for reference_name in [".lora_", "mu_mert", "llama.", "prefix_query.weight"] {
+            assert!(!t.name.contains(reference_name), "reference name left in '{}'", t.name);
+        }
+        assert!(t.name.starts_with("llm.") || t.name.starts_with("music_adapter."), "MU-LLaMA has no '{}'", t.name);
+    }
+
+    // Its shapes: 20 prefix rows, adapter blocks 4 x dim wide, one embedding row per piece.
+    let dim = 16;
+    for (name, shape) in [
+        ("llm.prefix_query", vec![20, dim]),
+        ("llm.tok_embeddings.weight", vec![278, dim]),
+        ("music_adapter.aggregate.weight", vec![1, 3, 1]),
+        ("music_adapter.proj.weight", vec![dim, 12]),
+        ("music_adapter.blocks.0.w1.weight", vec![4 * dim, dim]),
+        ("music_adapter.blocks.1.w2.weight", vec![dim, 4 * dim]),
+        ("music_adapter.blocks.2.w3.weight", vec![4 * dim, dim]),
+    ] {
+        assert_eq!(get(name).1, shape, "{name}");
+    }
+
+    // The checkpoint's tensors, copied exactly; where both files have one, the checkpoint's.
+    let trained = PytorchReader::with_top_level_key(&checkpoint, "model").unwrap();
+    let theirs = |name: &str| f32s(&trained.get(name).unwrap().read().unwrap());
+    for (reference, ours) in [
+        ("prefix_query.weight", "llm.prefix_query"),
+        ("mu_mert_agg.bias", "music_adapter.aggregate.bias"),
+        ("mu_mert_f2_3.weight", "music_adapter.blocks.2.w2.weight"),
+        ("mu_mert_norm_1.weight", "music_adapter.blocks.0.norm.weight"),
+        ("llama.layers.21.attention.gate", "llm.layers.21.attention.gate"),
+        ("llama.layers.4.feed_forward.w2.bias", "llm.layers.4.feed_forward.w2.bias"),
+        ("llama.norm.weight", "llm.norm.weight"),
+        ("llama.layers.0.ffn_norm.weight", "llm.layers.0.ffn_norm.weight"),
+    ] {
+        assert_eq!(f32s(&get(ours).2), theirs(reference), "{reference} -> {ours}");
+    }
+
+    // The base's bfloat16 tensors, widened here by hand (the top 16 bits of an f32).
+    let meta = PytorchReader::new(base.join("consolidated.00.pth")).unwrap();
+    let widened = |name: &str| -> Vec<f32> {
+        let t = meta.get(name).unwrap();
+        assert_eq!(t.dtype(), pytorch_reader::DType::BF16, "{name}: LLaMA-2 is published in bfloat16");
+        t.read().unwrap().chunks_exact(2).map(|b| f32::from_bits((u16::from_le_bytes([b[0], b[1]]) as u32) << 16)).collect()
+    };
+    assert_eq!(f32s(&get("llm.tok_embeddings.weight").2), widened("tok_embeddings.weight"));
+    assert_eq!(f32s(&get("llm.output.weight").2), widened("output.weight"));
+    assert_ne!(widened("norm.weight"), theirs("llama.norm.weight"), "the base's norm differs, so the test above tells them apart");
+
+    // LoRA (float32, from the checkpoint) folded into the base's bfloat16 weight.
+    let expected = lora_folded(&widened("layers.4.attention.wq.weight"), &theirs("llama.layers.4.attention.lora_wq_l1.weight"), &theirs("llama.layers.4.attention.lora_wq_l2.weight"), dim, dim, 16);
+    assert_near("folded wq over bfloat16", &f32s(&get("llm.layers.4.attention.wq.weight").2), &expected, 1e-5);
+
+    // The tokenizer: the model has no rows for [AUD0]..[AUD7], so it has no such tokens.
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("tokenizer.json")).unwrap()).unwrap();
+    let added: Vec<&str> = json["added_tokens"].as_array().unwrap().iter().map(|t| t["content"].as_str().unwrap()).collect();
+    assert!(!added.iter().any(|t| t.starts_with("[AUD")), "{added:?}");
+    std::fs::remove_dir_all(&out).unwrap();
 }

@@ -175,6 +175,8 @@ pub fn convert(inputs: &Inputs, out: &Path, options: &Options) -> Result<Manifes
     let mut components = BTreeMap::new();
     let mut sources: Vec<(Box<dyn TensorSource>, Box<dyn Fn(&str) -> Role>)> = Vec::new();
     let base = inputs.llama.map(llama::open).transpose()?;
+    // The LLM's embedding rows: whether the tokenizer gets M2UGen's output tokens.
+    let mut llm_vocab = None;
     if inputs.checkpoint.is_some() || base.is_some() {
         let (params, at) = match (inputs.params, &base) {
             (Some(path), _) => (read_json(path)?, path.display().to_string()),
@@ -196,6 +198,7 @@ pub fn convert(inputs: &Inputs, out: &Path, options: &Options) -> Result<Manifes
             layers.push(source);
         }
         let source: Box<dyn TensorSource> = if layers.len() == 1 { layers.remove(0) } else { Box::new(llama::Overlay(layers)) };
+        llm_vocab = source.shape("llama.tok_embeddings.weight").ok().and_then(|s| s.first().copied());
         sources.push((source, Box::new(names::role)));
     }
     for (component, dir) in &inputs.hf {
@@ -211,7 +214,7 @@ pub fn convert(inputs: &Inputs, out: &Path, options: &Options) -> Result<Manifes
         convert_source(source.as_ref(), name_of.as_ref(), &mut writer, options)?;
     }
     if let Some(path) = inputs.tokenizer {
-        writer.tokenizer(&tokenizer::convert_tokenizer(path)?)?;
+        writer.tokenizer(&tokenizer::convert_tokenizer(path, llm_vocab)?)?;
     }
     writer.finish(&options.model, env!("CARGO_PKG_VERSION"), components)
 }

@@ -2,6 +2,9 @@
 //! `[AUD0]`..`[AUD7]` added after the base vocabulary (ids 32000..32007 for LLaMA-2), as the
 //! reference adds them.
 //!
+//! A model without output tokens (MU-LLaMA: an embedding row per base token, no more) gets none:
+//! its tokenizer must not make ids the model has no row for.
+//!
 //! From `tokenizer.json` the tokens are added. From SentencePiece's `tokenizer.model` (a protobuf
 //! of pieces, scores and types) the BPE model is rebuilt the way Hugging Face's LLaMA converter
 //! does: the vocabulary is the pieces; the merges are every split of a piece into two pieces,
@@ -206,8 +209,9 @@ impl SentencePiece {
 }
 
 /// The `tokenizer.json` bytes for `path` (`tokenizer.model` or `tokenizer.json`), with the
-/// `[AUD]` tokens added after the base vocabulary.
-pub fn convert_tokenizer(path: &Path) -> Result<Vec<u8>> {
+/// `[AUD]` tokens added after the base vocabulary, unless the LLM's vocabulary (`llm_vocab`, its
+/// embedding rows) is the base vocabulary: such a model (MU-LLaMA) has no output tokens.
+pub fn convert_tokenizer(path: &Path, llm_vocab: Option<usize>) -> Result<Vec<u8>> {
     let file = path.display().to_string();
     let bytes = std::fs::read(path).with_context(|| format!("{file}: cannot read"))?;
     let json = if bytes.first() == Some(&b'{') {
@@ -217,10 +221,11 @@ pub fn convert_tokenizer(path: &Path) -> Result<Vec<u8>> {
     };
     let mut tokenizer: tokenizers::Tokenizer = json.parse().map_err(|e| anyhow::anyhow!("{file}: not a tokenizer the tokenizers library can load ({e})"))?;
     let present: Vec<&str> = AUD_TOKENS.iter().copied().filter(|t| tokenizer.token_to_id(t).is_some()).collect();
-    if present.len() != AUD_TOKENS.len() {
-        if !present.is_empty() {
-            bail!("{file}: has {present:?} but not all of [AUD0]..[AUD7]");
-        }
+    if !present.is_empty() && present.len() != AUD_TOKENS.len() {
+        bail!("{file}: has {present:?} but not all of [AUD0]..[AUD7]");
+    }
+    let model_has_output_tokens = llm_vocab != Some(tokenizer.get_vocab_size(true));
+    if present.is_empty() && model_has_output_tokens {
         let added: Vec<tokenizers::AddedToken> = AUD_TOKENS.iter().map(|t| tokenizers::AddedToken::from(t.to_string(), true)).collect();
         tokenizer.add_special_tokens(added).map_err(|e| anyhow::anyhow!("{file}: adding [AUD0]..[AUD7]: {e}"))?;
     }
@@ -228,6 +233,7 @@ pub fn convert_tokenizer(path: &Path) -> Result<Vec<u8>> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -242,6 +248,20 @@ mod tests {
         assert_eq!(m.pieces[1], ("<s>".to_string(), 0.0, PieceType::Control));
         assert_eq!(m.pieces[3 + 0x41], ("<0x41>".to_string(), 0.0, PieceType::Byte));
         assert_eq!(m.pieces[272], ("\u{2581}hello".to_string(), -13.0, PieceType::Normal));
+    }
+
+    #[test]
+    fn output_tokens_are_added_unless_the_model_has_no_rows_for_them() {
+        let aud0 = |llm_vocab| {
+            let json = convert_tokenizer(&fixture(), llm_vocab).unwrap();
+            let t: tokenizers::Tokenizer = String::from_utf8(json).unwrap().parse().unwrap();
+            (t.get_vocab_size(true), t.token_to_id("[AUD0]"))
+        };
+        // 278 pieces: M2UGen's 278 + 8 rows get [AUD0] at 278; so does an unknown model.
+        assert_eq!(aud0(Some(286)), (286, Some(278)));
+        assert_eq!(aud0(None), (286, Some(278)));
+        // MU-LLaMA: one row per piece, no output tokens.
+        assert_eq!(aud0(Some(278)), (278, None));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Text to tokens and back with LLaMA's tokenizer (`tokenizer.json` as the converter writes it,
-//! `[AUD0]`..`[AUD7]` included), in the browser and natively alike.
+//! with `[AUD0]`..`[AUD7]` for M2UGen, without them for MU-LLaMA), in the browser and natively
+//! alike.
 
 use crate::generate::Detokenize;
 
@@ -12,28 +13,31 @@ pub enum TokenizerError {
     /// The file does not load.
     #[error("tokenizer.json: {0}")]
     Load(String),
-    /// `[AUDi]` is missing.
-    #[error("tokenizer.json: no [AUD{0}] token (convert the tokenizer with m2ugen convert --tokenizer)")]
+    /// `[AUDi]` is missing: some are there but not all, or music generation needs them and
+    /// there are none.
+    #[error("tokenizer.json: no [AUD{0}] token (convert the tokenizer with m2ugen convert --tokenizer; a model without output tokens, such as MU-LLaMA, cannot make music)")]
     NoAudToken(usize),
     /// Encoding failed.
     #[error("tokenizer: {0}")]
     Encode(String),
 }
 
-/// LLaMA's tokenizer with M2UGen's output tokens.
+/// LLaMA's tokenizer, with M2UGen's output tokens when the model has them.
 pub struct TextTokenizer {
     inner: tokenizers::Tokenizer,
-    aud: [u32; AUD_TOKENS],
+    aud: Option<[u32; AUD_TOKENS]>,
 }
 
 impl TextTokenizer {
     /// Loads `tokenizer.json` bytes.
     pub fn from_bytes(json: &[u8]) -> Result<Self, TokenizerError> {
         let inner = tokenizers::Tokenizer::from_bytes(json).map_err(|e| TokenizerError::Load(e.to_string()))?;
-        let mut aud = [0; AUD_TOKENS];
-        for (i, slot) in aud.iter_mut().enumerate() {
-            *slot = inner.token_to_id(&format!("[AUD{i}]")).ok_or(TokenizerError::NoAudToken(i))?;
-        }
+        let ids: Vec<Option<u32>> = (0..AUD_TOKENS).map(|i| inner.token_to_id(&format!("[AUD{i}]"))).collect();
+        let aud = match ids.iter().position(Option::is_none) {
+            None => Some(std::array::from_fn(|i| ids[i].unwrap_or_default())),
+            Some(_) if ids.iter().all(Option::is_none) => None,
+            Some(missing) => return Err(TokenizerError::NoAudToken(missing)),
+        };
         Ok(TextTokenizer { inner, aud })
     }
 
@@ -42,9 +46,9 @@ impl TextTokenizer {
         Ok(self.inner.encode(text, true).map_err(|e| TokenizerError::Encode(e.to_string()))?.get_ids().to_vec())
     }
 
-    /// The ids of `[AUD0]`..`[AUD7]`.
-    pub fn aud_tokens(&self) -> [u32; AUD_TOKENS] {
-        self.aud
+    /// The ids of `[AUD0]`..`[AUD7]`; an error naming `[AUD0]` for a tokenizer without them.
+    pub fn aud_tokens(&self) -> Result<[u32; AUD_TOKENS], TokenizerError> {
+        self.aud.ok_or(TokenizerError::NoAudToken(0))
     }
 
     /// The id of a token's text, if it is one.

@@ -38,7 +38,7 @@ fn llm_and_projector_match_the_reference() {
         for elem in native_elems() {
             let gpu = m2ugen_tests::gpu(elem).await;
             let model = load_model(&gpu, elem, &DirFetcher(dir.clone())).await.unwrap();
-            if let Err(e) = check_prompt_cases(&gpu, elem, &model, &io).await {
+            if let Err(e) = check_prompt_cases(&gpu, elem, &model.llama, &io, &["none", "audio", "all"]).await {
                 panic!("{elem:?}: {e:#}");
             }
             if let Err(e) = check_projector(&gpu, elem, &model, &io).await {
@@ -107,7 +107,7 @@ fn the_sentencepiece_model_becomes_a_tokenizer_that_encodes_as_worked_out_by_han
     use m2ugen_convert::tokenizer::convert_tokenizer;
     use m2ugen_pipeline::tokenizer::{TextTokenizer, TokenizerError};
     let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/tokenizer/tokenizer.model");
-    let json = convert_tokenizer(&model).unwrap();
+    let json = convert_tokenizer(&model, None).unwrap();
     let tokenizer = TextTokenizer::from_bytes(&json).unwrap();
     if let Err(e) = m2ugen_tests::parity::check_tokenizer(&tokenizer) {
         panic!("{e:#}");
@@ -115,11 +115,56 @@ fn the_sentencepiece_model_becomes_a_tokenizer_that_encodes_as_worked_out_by_han
     // A tokenizer.json in, with its [AUD] tokens already there: the same tokenizer out.
     let path = std::env::temp_dir().join(format!("m2ugen-tokenizer-{}.json", std::process::id()));
     std::fs::write(&path, &json).unwrap();
-    let again = TextTokenizer::from_bytes(&convert_tokenizer(&path).unwrap()).unwrap();
+    let again = TextTokenizer::from_bytes(&convert_tokenizer(&path, None).unwrap()).unwrap();
     m2ugen_tests::parity::check_tokenizer(&again).unwrap();
-    // Without them, the page names the problem.
-    let mut plain: serde_json::Value = serde_json::from_slice(&json).unwrap();
-    plain["added_tokens"].as_array_mut().unwrap().retain(|t| !t["content"].as_str().unwrap().starts_with("[AUD"));
-    assert_eq!(TextTokenizer::from_bytes(plain.to_string().as_bytes()).err(), Some(TokenizerError::NoAudToken(0)));
+    // Without them (a model with no output tokens), text works and music is refused by name.
+    let without = |dropped: &str| {
+        let mut json: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        json["added_tokens"].as_array_mut().unwrap().retain(|t| !t["content"].as_str().unwrap().starts_with(dropped));
+        TextTokenizer::from_bytes(json.to_string().as_bytes())
+    };
+    let text_only = without("[AUD").unwrap();
+    assert_eq!(text_only.encode("hello world").unwrap(), vec![1, 272, 277]);
+    assert_eq!(text_only.aud_tokens(), Err(TokenizerError::NoAudToken(0)));
+    // Some but not all: a damaged file, named at once.
+    assert_eq!(without("[AUD3]").err(), Some(TokenizerError::NoAudToken(3)));
     let _ = std::fs::remove_file(path);
+}
+
+/// The MU-LLaMA fixture (`M2UGEN_MU_LLAMA_FIXTURE`, or the repository's copy): its
+/// `checkpoint.pth` over the LLaMA-2 base in `base/`, and its forward's outputs.
+fn mu_llama_fixture() -> PathBuf {
+    std::env::var_os("M2UGEN_MU_LLAMA_FIXTURE").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mu-llama"))
+}
+
+#[test]
+fn mu_llama_over_its_llama_2_base_gives_its_forward() {
+    use m2ugen_models::Modality;
+    use m2ugen_pipeline::tokenizer::{TextTokenizer, TokenizerError};
+    let dir = mu_llama_fixture();
+    let out = std::env::temp_dir().join(format!("m2ugen-parity-mu-llama-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let (checkpoint, base) = (dir.join("checkpoint.pth"), dir.join("base"));
+    let tokenizer = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/tokenizer/tokenizer.model");
+    let inputs = Inputs { checkpoint: Some(&checkpoint), params: None, llama: Some(&base), tokenizer: Some(&tokenizer), hf: vec![] };
+    convert(&inputs, &out, &Options { float: StoredType::F32, quant: None, shard_bytes: 1 << 20, model: "mu-llama".into() }).unwrap();
+
+    // Its tokenizer: text only (the model has a row per piece and no output tokens).
+    let text = TextTokenizer::from_bytes(&std::fs::read(out.join("tokenizer.json")).unwrap()).unwrap();
+    assert_eq!(text.encode("hello world").unwrap(), vec![1, 272, 277]);
+    assert_eq!(text.aud_tokens(), Err(TokenizerError::NoAudToken(0)));
+
+    block_on("mu_llama_over_its_llama_2_base_gives_its_forward", 600, move || async move {
+        let path = dir.join("io.safetensors");
+        let io = InMemory::parse("io.safetensors", std::fs::read(&path).unwrap()).unwrap();
+        for elem in native_elems() {
+            let gpu = m2ugen_tests::gpu(elem).await;
+            let llama = m2ugen_tests::parity::load_llama(&gpu, elem, &DirFetcher(out.clone())).await.unwrap();
+            assert_eq!((llama.config.vocab, llama.config.n_layers), (278, 22));
+            assert_eq!(llama.config.prefix, vec![Modality::Music; 20], "MU-LLaMA's last 20 layers all take the music");
+            if let Err(e) = check_prompt_cases(&gpu, elem, &llama, &io, &["audio"]).await {
+                panic!("{elem:?}: {e:#}");
+            }
+        }
+    });
 }
