@@ -461,3 +461,36 @@ fn mu_llama_converts_over_its_llama_2_base_with_its_wide_adapter_and_no_output_t
     assert!(!added.iter().any(|t| t.starts_with("[AUD")), "{added:?}");
     std::fs::remove_dir_all(&out).unwrap();
 }
+
+#[test]
+fn hugging_face_encoders_convert_to_what_the_checkpoints_copies_become() {
+    // The official checkpoint carries MERT, ViT and ViViT (`mert_model.*`, ...); the same models
+    // in Hugging Face's layout (as published) must give the same names and the same values.
+    let (from_checkpoint, from_hf) = (scratch("encoders-ckpt"), scratch("encoders-hf"));
+    assert!(convert(&from_checkpoint, &["--dtype", "f32"]).status.success());
+    let dir = fixture().0.with_file_name("");
+    let mut args: Vec<std::ffi::OsString> = vec!["--dtype".into(), "f32".into(), "--out".into(), from_hf.clone().into()];
+    for encoder in ["mert", "vit", "vivit"] {
+        args.push("--hf".into());
+        args.push(format!("{encoder}={}", dir.join(encoder).display()).into());
+    }
+    let run = run_convert(&args.iter().map(|a| a.as_os_str()).collect::<Vec<_>>());
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let ((ckpt, ckpt_get), (hf, hf_get)) = (load(&from_checkpoint), load(&from_hf));
+    assert_eq!(hf.components["mert"]["model_type"], "hubert");
+    assert_eq!(hf.components["vit"]["model_type"], "vit");
+    assert_eq!(hf.components["vivit"]["model_type"], "vivit");
+    let encoder_names = |m: &Manifest| {
+        m.tensors.iter().map(|t| t.name.clone()).filter(|n| ["mert.", "vit.", "vivit."].iter().any(|p| n.starts_with(p))).collect::<std::collections::BTreeSet<_>>()
+    };
+    let names = encoder_names(&hf);
+    assert_eq!(names, encoder_names(&ckpt));
+    assert_eq!(names.len(), hf.tensors.len(), "nothing but the three encoders");
+    assert!(names.iter().all(|n| !n.contains("masked_spec_embed") && !n.contains("parametrizations")), "{names:?}");
+    assert!(names.contains("mert.encoder.pos_conv_embed.conv.weight"), "the weight norm is folded under its plain name");
+    for name in &names {
+        assert!(ckpt_get(name) == hf_get(name), "{name} differs between the checkpoint's copy and the Hugging Face file");
+    }
+    let _ = std::fs::remove_dir_all(from_checkpoint);
+    let _ = std::fs::remove_dir_all(from_hf);
+}

@@ -9,6 +9,7 @@
 //! | `iu_vit_*`, `iu_vivit_*` | `image_adapter.*`, `video_adapter.*`, likewise |
 //! | `output_projector.fc`, `.model`, `.query_embs`, `.tfm` | `output_projector.in_proj`, `.out_proj`, `.queries`, `.transformer` |
 //! | `mert_model.*`, `vit_model.*`, `vivit_model.*`, `generation_model.*` | `mert.*`, `vit.*`, `vivit.*`, `musicgen.*` |
+//! | ViT/ViViT `encoder.layer.N.attention.attention.{query,key,value}`, `.attention.output.dense`, `.intermediate.dense`, `.output.dense` (transformers 4) | `layers.N.attention.{q,k,v,o}_proj`, `layers.N.mlp.fc1`, `.fc2` (transformers 5's names) |
 //!
 //! LoRA pairs (`lora_<w>_l1`, `lora_<w>_l2`) are folded into `<w>`. The pair of `wv` is also
 //! kept, as `attention.wv_lora_down` (`l1`) and `attention.wv_lora_up` (`l2`): the reference
@@ -39,7 +40,7 @@ pub fn role(name: &str) -> Role {
     if weight_norm_parts(name).is_some() {
         return Role::WeightNormPart;
     }
-    if name.ends_with("masked_spec_embed") {
+    if unused(name) {
         return Role::Skip;
     }
     if let Some(rest) = name.strip_prefix("llama.") {
@@ -79,23 +80,55 @@ pub fn role(name: &str) -> Role {
     }
     for (prefix, ours) in BACKBONES {
         if let Some(rest) = name.strip_prefix(prefix) {
-            return Role::Rename(format!("{ours}{rest}"));
+            return Role::Rename(format!("{ours}{}", vit_layer_name(rest)));
         }
     }
     Role::Rename(name.to_string())
 }
 
+/// Tensors no inference uses, wherever they come from: HuBERT's `masked_spec_embed` (training's
+/// masking) and EnCodec's codebook statistics (`cluster_size`, `embed_avg`, `inited`).
+fn unused(name: &str) -> bool {
+    name.ends_with("masked_spec_embed") || name.ends_with(".codebook.cluster_size") || name.ends_with(".codebook.embed_avg") || name.ends_with(".codebook.inited")
+}
+
 /// What a tensor of a Hugging Face model stored as component `component` becomes: its own name
-/// under `component.`, weight norms folded, and EnCodec's training-only codebook statistics
-/// (`cluster_size`, `embed_avg`, `inited`) left out.
+/// under `component.`, weight norms folded, unused tensors left out. For MERT, ViT and ViViT
+/// these are the names the official checkpoint's copies (`mert_model.*`, ...) get.
 pub fn hf_role(component: &str, name: &str) -> Role {
     if weight_norm_parts(name).is_some() {
         return Role::WeightNormPart;
     }
-    if name.ends_with(".codebook.cluster_size") || name.ends_with(".codebook.embed_avg") || name.ends_with(".codebook.inited") {
+    if unused(name) {
         return Role::Skip;
     }
-    Role::Rename(format!("{component}.{name}"))
+    Role::Rename(format!("{component}.{}", vit_layer_name(name)))
+}
+
+/// A ViT or ViViT layer's tensor under transformers 5's names, whichever version wrote it: the
+/// published Hugging Face files and checkpoints saved with transformers 4 say
+/// `encoder.layer.N.attention.attention.query`, later ones `layers.N.attention.q_proj`. Other
+/// names are returned as they are.
+fn vit_layer_name(name: &str) -> String {
+    const PARTS: [(&str, &str); 8] = [
+        ("attention.attention.query.", "attention.q_proj."),
+        ("attention.attention.key.", "attention.k_proj."),
+        ("attention.attention.value.", "attention.v_proj."),
+        ("attention.output.dense.", "attention.o_proj."),
+        ("intermediate.dense.", "mlp.fc1."),
+        ("output.dense.", "mlp.fc2."),
+        ("layernorm_before.", "layernorm_before."),
+        ("layernorm_after.", "layernorm_after."),
+    ];
+    let Some(rest) = name.strip_prefix("encoder.layer.") else { return name.to_string() };
+    let Some((n, part)) = rest.split_once('.') else { return name.to_string() };
+    if n.parse::<usize>().is_err() {
+        return name.to_string();
+    }
+    match PARTS.iter().find_map(|(old, new)| part.strip_prefix(old).map(|param| format!("{new}{param}"))) {
+        Some(part) => format!("layers.{n}.{part}"),
+        None => name.to_string(),
+    }
 }
 
 /// For a base weight (`….attention.wq.weight`), the names of its LoRA pair, if it has one.
@@ -129,6 +162,18 @@ mod tests {
         assert_eq!(r("mu_mert_agg.weight"), "music_adapter.aggregate.weight");
         assert_eq!(r("mu_mert_proj.bias"), "music_adapter.proj.bias");
         assert_eq!(r("mu_mert_norm_1.weight"), "music_adapter.blocks.0.norm.weight");
+        // ViT layers: transformers 4's names and 5's become one.
+        assert_eq!(r("vit_model.encoder.layer.11.attention.attention.query.weight"), "vit.layers.11.attention.q_proj.weight");
+        assert_eq!(r("vivit_model.layers.0.attention.q_proj.bias"), "vivit.layers.0.attention.q_proj.bias");
+        assert_eq!(r("vit_model.encoder.layer.0.output.dense.weight"), "vit.layers.0.mlp.fc2.weight");
+        assert_eq!(r("vit_model.encoder.layer.0.attention.output.dense.weight"), "vit.layers.0.attention.o_proj.weight");
+        assert_eq!(r("vit_model.encoder.layer.0.layernorm_before.bias"), "vit.layers.0.layernorm_before.bias");
+        assert_eq!(r("vit_model.embeddings.cls_token"), "vit.embeddings.cls_token");
+        // HuBERT's `encoder.layers.N` (plural) is another model's and stays.
+        assert_eq!(r("mert_model.encoder.layers.0.attention.q_proj.weight"), "mert.encoder.layers.0.attention.q_proj.weight");
+        let Role::Rename(hf) = hf_role("vivit", "encoder.layer.1.intermediate.dense.weight") else { panic!() };
+        assert_eq!(hf, "vivit.layers.1.mlp.fc1.weight");
+        assert_eq!(hf_role("mert", "masked_spec_embed"), Role::Skip);
         assert_eq!(r("iu_vit_f2_3.weight"), "image_adapter.blocks.2.w2.weight");
         assert_eq!(r("iu_vivit_f3_2.weight"), "video_adapter.blocks.1.w3.weight");
         assert_eq!(r("output_projector.fc.weight"), "output_projector.in_proj.weight");
