@@ -31,7 +31,7 @@ pub fn random_store(gpu: &Gpu, dtype: DType, config: &LlamaConfig, quant: Option
             }
             _ => (StoredType::F32, values.iter().flat_map(|v| v.to_le_bytes()).collect()),
         };
-        let entry = TensorEntry { name, shape, dtype, shard: 0, offset: 0, bytes: bytes.len() as u64, sha256: String::new() };
+        let entry = TensorEntry { name, shape, dtype, shard: 0, offset: 0, bytes: bytes.len() as u64, sha256: String::new(), continued: vec![] };
         store.insert(gpu, &entry, &bytes).map_err(|e| anyhow::anyhow!("{e}"))
     };
     add("llm.tok_embeddings.weight".into(), vec![config.vocab, dim], false, &mut rng)?;

@@ -48,7 +48,7 @@ fn load(out: &Path) -> (Manifest, impl Fn(&str) -> (StoredType, Vec<usize>, Vec<
     let m = manifest.clone();
     let get = move |name: &str| {
         let t = m.tensor(name).unwrap();
-        let bytes = shards[t.shard][t.offset as usize..(t.offset + t.bytes) as usize].to_vec();
+        let bytes: Vec<u8> = t.pieces().into_iter().flat_map(|(shard, range)| shards[shard][range.start as usize..range.end as usize].to_vec()).collect();
         assert_eq!(hex(&Sha256::digest(&bytes)), t.sha256, "tensor {name}");
         (t.dtype, t.shape.clone(), bytes)
     };
@@ -315,7 +315,7 @@ fn a_converted_model_verifies_and_a_tampered_one_is_named() {
     assert!(stdout.starts_with(&format!("m2ugen: {} tensors verified", manifest.tensors.len())), "{stdout}");
 
     // Flip one byte of the first tensor of the second shard: named after two tries.
-    let victim = manifest.tensors.iter().find(|t| t.shard == 1).unwrap();
+    let victim = manifest.tensors.iter().find(|t| t.shard == 1 && t.continued.is_empty()).unwrap();
     let path = out.join(&manifest.shards[1].file);
     let mut bytes = std::fs::read(&path).unwrap();
     bytes[victim.offset as usize] ^= 1;
@@ -493,4 +493,28 @@ fn hugging_face_encoders_convert_to_what_the_checkpoints_copies_become() {
     }
     let _ = std::fs::remove_dir_all(from_checkpoint);
     let _ = std::fs::remove_dir_all(from_hf);
+}
+
+#[test]
+fn tensors_larger_than_a_shard_are_cut_over_consecutive_shards() {
+    // 8 KiB shards: the embedding table (264 x 64 f32, 66 KiB) and others do not fit one.
+    let (whole, cut) = (scratch("shards-whole"), scratch("shards-cut"));
+    assert!(convert(&whole, &["--dtype", "f32"]).status.success());
+    let (checkpoint, params) = fixture();
+    let inputs = m2ugen_convert::Inputs { checkpoint: Some(&checkpoint), params: Some(&params), llama: None, tokenizer: None, hf: vec![] };
+    let options = m2ugen_convert::Options { float: StoredType::F32, quant: None, shard_bytes: 8 << 10, model: "m2ugen".into() };
+    m2ugen_convert::convert(&inputs, &cut, &options).unwrap();
+    let ((w, w_get), (c, c_get)) = (load(&whole), load(&cut));
+    assert!(c.shards.iter().all(|s| s.bytes <= 8 << 10), "every shard within the bound");
+    let embedding = c.tensor("llm.tok_embeddings.weight").unwrap();
+    assert_eq!(embedding.pieces().len(), 9, "66 KiB in 8 KiB shards: {:?}", embedding.pieces());
+    let pieces = embedding.pieces();
+    assert!(pieces.windows(2).all(|p| p[1].0 == p[0].0 + 1 && p[1].1.start == 0), "consecutive shards, each piece opening its shard");
+    // Every tensor reads back (hash-checked, pieces joined) as the unsplit conversion has it.
+    assert_eq!(w.tensors.len(), c.tensors.len());
+    for t in &w.tensors {
+        assert!(w_get(&t.name) == c_get(&t.name), "{} differs when cut", t.name);
+    }
+    let _ = std::fs::remove_dir_all(whole);
+    let _ = std::fs::remove_dir_all(cut);
 }

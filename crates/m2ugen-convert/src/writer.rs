@@ -3,7 +3,7 @@
 //! complete, so an interrupted conversion never leaves a file that looks finished.
 
 use anyhow::{Context, Result};
-use m2ugen_weights::manifest::{FileEntry, Manifest, StoredType, TensorEntry, FORMAT};
+use m2ugen_weights::manifest::{FileEntry, Manifest, Piece, StoredType, TensorEntry, FORMAT};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -20,7 +20,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
 }
 
-/// Collects tensors into shards of at most `shard_bytes` (a larger tensor gets its own).
+/// Collects tensors into shards of at most `shard_bytes`; a larger tensor is cut into pieces
+/// that fill consecutive shards.
 pub struct ShardWriter {
     dir: PathBuf,
     shard_bytes: u64,
@@ -33,27 +34,45 @@ pub struct ShardWriter {
 impl ShardWriter {
     /// A writer into `dir` (created if missing).
     pub fn new(dir: &Path, shard_bytes: u64) -> Result<Self> {
+        if shard_bytes < 16 {
+            anyhow::bail!("a shard must hold at least 16 bytes, not {shard_bytes}");
+        }
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         Ok(ShardWriter { dir: dir.to_path_buf(), shard_bytes, current: Vec::new(), shards: Vec::new(), tensors: Vec::new(), tokenizer: None })
     }
 
-    /// Adds one tensor's bytes.
+    /// Adds one tensor's bytes, 16-byte aligned within its shard.
     pub fn add(&mut self, name: &str, shape: &[usize], dtype: StoredType, bytes: &[u8]) -> Result<()> {
-        if !self.current.is_empty() && (self.current.len() + bytes.len()) as u64 > self.shard_bytes {
+        let aligned = self.current.len().div_ceil(16) * 16;
+        if !self.current.is_empty() && (aligned + bytes.len()) as u64 > self.shard_bytes {
             self.flush()?;
         }
-        // Keep every tensor 16-byte aligned within its shard.
         self.current.resize(self.current.len().div_ceil(16) * 16, 0);
+        // Pieces: as much as the shard has room for, then whole shards, the rest left open.
+        let mut pieces = Vec::new();
+        let mut rest = bytes;
+        loop {
+            let room = (self.shard_bytes as usize).saturating_sub(self.current.len());
+            let take = room.min(rest.len());
+            pieces.push(Piece { shard: self.shards.len(), offset: self.current.len() as u64, bytes: take as u64 });
+            self.current.extend_from_slice(&rest[..take]);
+            rest = &rest[take..];
+            if rest.is_empty() {
+                break;
+            }
+            self.flush()?;
+        }
+        let first = pieces.remove(0);
         self.tensors.push(TensorEntry {
             name: name.to_string(),
             shape: shape.to_vec(),
             dtype,
-            shard: self.shards.len(),
-            offset: self.current.len() as u64,
+            shard: first.shard,
+            offset: first.offset,
             bytes: bytes.len() as u64,
             sha256: sha256(bytes),
+            continued: pieces,
         });
-        self.current.extend_from_slice(bytes);
         Ok(())
     }
 

@@ -196,14 +196,15 @@ impl<F: Fetcher> State<'_, F> {
         self.no_ranges.lock().map(|v| *v).unwrap_or(false)
     }
 
-    /// The bytes of `range` in `file`, resuming after breaks.
-    async fn fetch_range(&self, t: &TensorEntry, file: &str, range: Range<u64>) -> Result<Vec<u8>> {
+    /// The bytes of `range` in shard `shard`, resuming after breaks.
+    async fn fetch_range(&self, shard: usize, range: Range<u64>) -> Result<Vec<u8>> {
+        let file = &self.manifest.shards[shard].file;
         let len = (range.end - range.start) as usize;
         let mut got: Vec<u8> = Vec::with_capacity(len);
         let mut resumes = 0;
         loop {
             if self.ranges_ignored() {
-                let shard = self.whole_shard(t.shard, file).await?;
+                let shard = self.whole_shard(shard, file).await?;
                 return Ok(shard[range.start as usize..range.end as usize].to_vec());
             }
             let from = range.start + got.len() as u64;
@@ -227,9 +228,9 @@ impl<F: Fetcher> State<'_, F> {
                     if bytes.len() >= b {
                         let slice = bytes[a..b].to_vec();
                         // The whole shard came: keep it for its other tensors.
-                        if bytes.len() as u64 == self.manifest.shards[t.shard].bytes {
+                        if bytes.len() as u64 == self.manifest.shards[shard].bytes {
                             if let Ok(mut s) = self.shards.lock() {
-                                s.insert(t.shard, bytes);
+                                s.insert(shard, bytes);
                             }
                         }
                         return Ok(slice);
@@ -275,9 +276,12 @@ impl<F: Fetcher> State<'_, F> {
                 self.notice(format!("{}: the cached copy is damaged; downloading it again", t.name));
             }
         }
-        let file = &self.manifest.shards[t.shard].file;
+        let pieces = t.pieces();
         for attempt in 0..2 {
-            let bytes = self.fetch_range(t, file, t.offset..t.offset + t.bytes).await?;
+            let mut bytes = Vec::with_capacity(t.bytes as usize);
+            for (shard, range) in &pieces {
+                bytes.extend(self.fetch_range(*shard, range.clone()).await?);
+            }
             if sha256_hex(&bytes) == t.sha256 {
                 self.keep(&key, &bytes).await;
                 return Ok((bytes, false));
@@ -286,11 +290,14 @@ impl<F: Fetcher> State<'_, F> {
                 self.notice(format!("{}: hash mismatch, fetching it again", t.name));
                 // A whole shard kept for the fallback may be the corrupt copy.
                 if let Ok(mut s) = self.shards.lock() {
-                    s.remove(&t.shard);
+                    for (shard, _) in &pieces {
+                        s.remove(shard);
+                    }
                 }
             }
         }
-        Err(Error::HashMismatch { tensor: t.name.clone(), file: file.clone() })
+        let files: Vec<&str> = pieces.iter().map(|(shard, _)| self.manifest.shards[*shard].file.as_str()).collect();
+        Err(Error::HashMismatch { tensor: t.name.clone(), file: files.join(" and ") })
     }
 
     /// Puts a verified tensor in the cache; the first failure is said, and ends caching.

@@ -15,9 +15,12 @@
 //! ```
 //!
 //! - `components`: each model's configuration, as JSON objects the models read.
-//! - `shards`: files of at most [`DEFAULT_SHARD_BYTES`] by default (a tensor larger than that
-//!   gets a shard of its own); a tensor lies inside one shard, at `offset`, `bytes` long, so one
-//!   HTTP range request fetches it. Tensors of a shard do not overlap.
+//! - `shards`: files of at most [`DEFAULT_SHARD_BYTES`] by default. A tensor lies inside one
+//!   shard, at `offset`, `bytes` long, so one HTTP range request fetches it; a tensor larger than
+//!   a shard is cut into pieces over consecutive shards: the rest of it is listed, in order, in
+//!   `"continued": [ { "shard": 5, "offset": 0, "bytes": 67108864 }, … ]` and the first
+//!   `bytes` minus theirs lie at `offset` in `shard` (see [`TensorEntry::pieces`]). Its hash is
+//!   the whole tensor's. Nothing in a shard overlaps.
 //! - `dtype`: `f32`, `f16`, `u32` (little-endian, row-major), or `q8` / `q4` in the group-wise
 //!   format of `m2ugen_core::quant`: the packed values of all rows, then the packed scales of all
 //!   rows. `bytes` must equal what `shape` and `dtype` imply.
@@ -30,6 +33,7 @@ use crate::{Error, Result};
 use m2ugen_core::quant::QuantFormat;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashSet};
+use std::ops::Range;
 
 /// The format tag this code reads and writes.
 pub const FORMAT: &str = "m2ugen-weights/1";
@@ -95,10 +99,37 @@ pub struct TensorEntry {
     pub shard: usize,
     /// Byte offset in the shard.
     pub offset: u64,
-    /// Byte length.
+    /// Byte length (of the whole tensor, all pieces together).
     pub bytes: u64,
     /// SHA-256 of the bytes, lower-case hex.
     pub sha256: String,
+    /// The pieces after the first, in order, of a tensor cut over several shards.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub continued: Vec<Piece>,
+}
+
+/// A piece of a tensor cut over several shards.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Piece {
+    /// Index into `shards`.
+    pub shard: usize,
+    /// Byte offset in the shard.
+    pub offset: u64,
+    /// Byte length.
+    pub bytes: u64,
+}
+
+impl TensorEntry {
+    /// Where the tensor's bytes lie, in order: `(shard, byte range)`; one piece unless the tensor
+    /// is cut over several shards. Meaningful for a validated manifest.
+    pub fn pieces(&self) -> Vec<(usize, Range<u64>)> {
+        let rest = self.continued.iter().fold(0u64, |n, p| n.saturating_add(p.bytes));
+        let first = self.bytes.saturating_sub(rest);
+        std::iter::once((self.shard, self.offset..self.offset.saturating_add(first)))
+            .chain(self.continued.iter().map(|p| (p.shard, p.offset..p.offset.saturating_add(p.bytes))))
+            .collect()
+    }
 }
 
 /// A model's manifest.
@@ -176,12 +207,19 @@ impl Manifest {
             if t.bytes != expected {
                 return Err(field(at("bytes"), format!("{} but shape {:?} as {:?} takes {expected}", t.bytes, t.shape, t.dtype)));
             }
-            let shard = self.shards.get(t.shard).ok_or_else(|| field(at("shard"), format!("{} but there are {} shards", t.shard, self.shards.len())))?;
-            let end = t.offset.checked_add(t.bytes).filter(|&e| e <= shard.bytes);
-            let Some(end) = end else {
-                return Err(field(at("offset"), format!("{} + {} bytes runs past shard '{}' ({} bytes)", t.offset, t.bytes, shard.file, shard.bytes)));
+            let rest = t.continued.iter().try_fold(0u64, |n, p| n.checked_add(p.bytes).filter(|_| p.bytes > 0));
+            let Some(first) = rest.and_then(|rest| t.bytes.checked_sub(rest)).filter(|&first| first > 0 || t.continued.is_empty()) else {
+                return Err(field(at("continued"), format!("its pieces are empty or hold more than the tensor's {} bytes", t.bytes)));
             };
-            spans[t.shard].push((t.offset, end, i));
+            let pieces = std::iter::once((String::new(), t.shard, t.offset, first)).chain(t.continued.iter().enumerate().map(|(j, p)| (format!("continued[{j}]."), p.shard, p.offset, p.bytes)));
+            for (piece, shard_index, offset, len) in pieces {
+                let shard = self.shards.get(shard_index).ok_or_else(|| field(at(&format!("{piece}shard")), format!("{shard_index} but there are {} shards", self.shards.len())))?;
+                let end = offset.checked_add(len).filter(|&e| e <= shard.bytes);
+                let Some(end) = end else {
+                    return Err(field(at(&format!("{piece}offset")), format!("{offset} + {len} bytes runs past shard '{}' ({} bytes)", shard.file, shard.bytes)));
+                };
+                spans[shard_index].push((offset, end, i));
+            }
         }
         for (s, spans) in spans.iter_mut().enumerate() {
             spans.sort_unstable();
@@ -211,7 +249,7 @@ mod tests {
     fn good() -> Manifest {
         let tensor = |name: &str, shape: Vec<usize>, dtype, offset| {
             let bytes = StoredType::bytes_for(dtype, &shape).unwrap();
-            TensorEntry { name: name.into(), shape, dtype, shard: 0, offset, bytes, sha256: HASH.into() }
+            TensorEntry { name: name.into(), shape, dtype, shard: 0, offset, bytes, sha256: HASH.into(), continued: vec![] }
         };
         Manifest {
             format: FORMAT.into(),
@@ -239,6 +277,17 @@ mod tests {
         let parsed = Manifest::parse(&serde_json::to_vec(&m).unwrap()).unwrap();
         assert_eq!(parsed, m);
         assert_eq!(parsed.tensor("wq").unwrap().offset, 256);
+        assert_eq!(parsed.tensor("wq").unwrap().pieces(), vec![(0, 256..364)]);
+        // A tensor cut over two shards: 50 bytes at the end of one, 58 at the start of the next.
+        let mut cut = m.clone();
+        cut.shards.push(FileEntry { file: "shard-00001.bin".into(), bytes: 100, sha256: HASH.into() });
+        cut.tensors[1].offset = 4096 - 50;
+        cut.tensors[1].continued = vec![Piece { shard: 1, offset: 0, bytes: 58 }];
+        let json = serde_json::to_string(&cut).unwrap();
+        // Written only where there are pieces.
+        assert!(json.contains(r#""continued":[{"shard":1,"offset":0,"bytes":58}]"#) && json.matches("continued").count() == 1, "{json}");
+        let parsed = Manifest::parse(json.as_bytes()).unwrap();
+        assert_eq!(parsed.tensor("wq").unwrap().pieces(), vec![(0, 4046..4096), (1, 0..58)]);
         assert_eq!(parsed.tensor("wk").unwrap_err().to_string(), "manifest: no tensor named 'wk'");
     }
 
@@ -257,6 +306,18 @@ mod tests {
         assert_eq!(error_of(|m| m.tensors[1].offset = u64::MAX - 10), format!("manifest: tensors[1] (wq).offset: {} + 108 bytes runs past shard 'shard-00000.bin' (4096 bytes)", u64::MAX - 10));
         assert_eq!(error_of(|m| m.tensors[1].offset = 200), "manifest: tensors[1] (wq).offset: overlaps 'norm' in shard 0");
         assert_eq!(error_of(|m| m.tensors[1].name = "norm".into()), "manifest: tensors[1].name: 'norm' is empty or repeated");
+        // Pieces of a tensor cut over shards: each inside its shard, none overlapping, none empty,
+        // together no more than the tensor.
+        let cut = |m: &mut Manifest, pieces: Vec<Piece>| {
+            m.shards.push(FileEntry { file: "shard-00001.bin".into(), bytes: 100, sha256: HASH.into() });
+            m.tensors[1].offset = 4096 - 50;
+            m.tensors[1].continued = pieces;
+        };
+        assert_eq!(error_of(|m| cut(m, vec![Piece { shard: 1, offset: 60, bytes: 58 }])), "manifest: tensors[1] (wq).continued[0].offset: 60 + 58 bytes runs past shard 'shard-00001.bin' (100 bytes)");
+        assert_eq!(error_of(|m| cut(m, vec![Piece { shard: 2, offset: 0, bytes: 58 }])), "manifest: tensors[1] (wq).continued[0].shard: 2 but there are 2 shards");
+        assert_eq!(error_of(|m| cut(m, vec![Piece { shard: 1, offset: 0, bytes: 108 }])), "manifest: tensors[1] (wq).continued: its pieces are empty or hold more than the tensor's 108 bytes");
+        assert_eq!(error_of(|m| cut(m, vec![Piece { shard: 1, offset: 0, bytes: 0 }, Piece { shard: 1, offset: 0, bytes: 58 }])), "manifest: tensors[1] (wq).continued: its pieces are empty or hold more than the tensor's 108 bytes");
+        assert_eq!(error_of(|m| cut(m, vec![Piece { shard: 0, offset: 0, bytes: 58 }])), "manifest: tensors[0] (norm).offset: overlaps 'wq' in shard 0");
         assert!(error_of(|m| m.tensors[0].shape = vec![usize::MAX, usize::MAX]).contains("overflows"));
     }
 

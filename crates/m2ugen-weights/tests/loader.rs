@@ -7,7 +7,7 @@
 use m2ugen_core::rng::Rng;
 use futures_util::future::LocalBoxFuture;
 use m2ugen_weights::loader::{load_manifest_cached, load_tensors, Event, LoadOptions, TensorCache};
-use m2ugen_weights::manifest::{FileEntry, Manifest, StoredType, TensorEntry, FORMAT};
+use m2ugen_weights::manifest::{FileEntry, Manifest, Piece, StoredType, TensorEntry, FORMAT};
 use m2ugen_weights::native::server::{Faults, Server};
 use m2ugen_weights::native::{DirFetcher, HttpFetcher};
 use m2ugen_weights::Error;
@@ -21,23 +21,34 @@ fn hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// A model of `n` f32 tensors of awkward sizes in 3 shards, written to a fresh directory.
+/// A model of 12 f32 tensors of awkward sizes in 3 shards, written to a fresh directory. The
+/// last tensor of each of the first two shards is cut: its second half opens the next shard.
 fn make_model(name: &str) -> (PathBuf, BTreeMap<String, Vec<u8>>) {
     let dir = std::env::temp_dir().join(format!("m2ugen-loader-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let mut rng = Rng::new(5);
-    let mut tensors = Vec::new();
+    let mut tensors: Vec<TensorEntry> = Vec::new();
     let mut shards = Vec::new();
     let mut data = BTreeMap::new();
+    let mut carried: Option<Vec<u8>> = None;
     for s in 0..3 {
         let mut shard = Vec::new();
+        if let Some(rest) = carried.take() {
+            let cut = tensors.last_mut().unwrap();
+            cut.continued = vec![Piece { shard: s, offset: 0, bytes: rest.len() as u64 }];
+            shard.extend_from_slice(&rest);
+        }
         for i in 0..4 {
             let n = [1, 63, 1000, 4097][(s + i) % 4];
             let bytes: Vec<u8> = rng.vec(n, -1.0, 1.0).iter().flat_map(|v| v.to_le_bytes()).collect();
             let name = format!("layer{s}.w{i}");
-            tensors.push(TensorEntry { name: name.clone(), shape: vec![n], dtype: StoredType::F32, shard: s, offset: shard.len() as u64, bytes: bytes.len() as u64, sha256: hex(&bytes) });
-            shard.extend_from_slice(&bytes);
+            tensors.push(TensorEntry { name: name.clone(), shape: vec![n], dtype: StoredType::F32, shard: s, offset: shard.len() as u64, bytes: bytes.len() as u64, sha256: hex(&bytes), continued: vec![] });
+            let kept = if i == 3 && s < 2 { bytes.len() / 2 } else { bytes.len() };
+            shard.extend_from_slice(&bytes[..kept]);
+            if kept < bytes.len() {
+                carried = Some(bytes[kept..].to_vec());
+            }
             data.insert(name, bytes);
         }
         let file = format!("shard-{s:05}.bin");
@@ -155,6 +166,24 @@ fn a_corrupt_tensor_is_fetched_again_then_named() {
     let e = load_http(&server, 1).unwrap_err();
     assert!(matches!(&e, Error::HashMismatch { tensor, .. } if tensor == "layer0.w0"), "{e}");
     assert!(e.to_string().starts_with("tensor 'layer0.w0' in shard-00000.bin does not match its SHA-256"), "{e}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn a_tensor_cut_over_two_shards_loads_whole_and_a_bad_piece_names_both_files() {
+    let (dir, data) = make_model("pieces");
+    let manifest: Manifest = serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+    let cut = manifest.tensor("layer0.w3").unwrap();
+    assert_eq!(cut.pieces().len(), 2, "make_model cuts layer0.w3 over shards 0 and 1");
+    let (got, _) = load_with(&DirFetcher(dir.clone()), 2).unwrap();
+    assert_eq!(got, data);
+    // Damage the piece that opens shard 1: the tensor is fetched again, then named.
+    let path = dir.join("shard-00001.bin");
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[0] ^= 1;
+    std::fs::write(&path, bytes).unwrap();
+    let e = load_with(&DirFetcher(dir.clone()), 1).unwrap_err();
+    assert!(e.to_string().starts_with("tensor 'layer0.w3' in shard-00000.bin and shard-00001.bin does not match its SHA-256"), "{e}");
     std::fs::remove_dir_all(dir).unwrap();
 }
 
