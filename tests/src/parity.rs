@@ -4,7 +4,7 @@
 //! (lavapipe, f32 and f16) and the browser suite (f32).
 
 use crate::{Result, Tol};
-use anyhow::{ensure, Context};
+use anyhow::ensure;
 use m2ugen_gpu::registry::Elem;
 use m2ugen_gpu::{Gpu, GpuTensor, Recorder};
 use m2ugen_models::llama::Media;
@@ -54,8 +54,7 @@ async fn load_store<F: Fetcher>(gpu: &Gpu, elem: Elem, fetcher: &F, wanted: impl
     let clock = m2ugen_gpu::now_ms;
     let options = LoadOptions { in_flight: 4, max_resumes: 3, clock: &clock, cache: None };
     let store = Store::load(gpu, elem.dtype(), fetcher, &manifest, wanted, &options, |_| {}).await?;
-    let params = manifest.components.get("llama").context("manifest: no 'llama' component")?;
-    let llama = Llama::load(gpu, &store, Llama::config_from(params, &store, 64)?)?;
+    let llama = Llama::load(gpu, &store, Llama::config_from(&manifest, &store, 64)?)?;
     Ok((store, llama))
 }
 

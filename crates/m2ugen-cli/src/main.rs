@@ -375,8 +375,7 @@ async fn load_llm(gpu: &Gpu, dtype: m2ugen_core::DType, dir: &std::path::Path, m
     let clock = m2ugen_gpu::now_ms;
     let options = LoadOptions { in_flight: 4, max_resumes: 3, clock: &clock, cache: None };
     let store = m2ugen_models::Store::load(gpu, dtype, &fetcher, &manifest, |n| n.starts_with("llm."), &options, |_| {}).await?;
-    let params = manifest.components.get("llama").ok_or_else(|| anyhow::anyhow!("{}: the manifest has no 'llama' component", dir.display()))?;
-    let config = m2ugen_models::Llama::config_from(params, &store, max_seq)?;
+    let config = m2ugen_models::Llama::config_from(&manifest, &store, max_seq).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
     let bytes = read_per_step(&store, &config);
     Ok((m2ugen_models::Llama::load(gpu, &store, config)?, bytes))
 }

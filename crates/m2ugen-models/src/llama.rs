@@ -96,7 +96,8 @@ impl Llama {
     /// of the stored tensors: vocabulary from `llm.tok_embeddings`, FFN width from `w1`, and the
     /// adapter layers from `llm.prefix_query` (18: M2UGen's music/image/video groups; otherwise
     /// every adapter layer takes music, as MU-LLaMA's 20 do).
-    pub fn config_from(params: &serde_json::Value, store: &Store, max_seq: usize) -> Result<LlamaConfig> {
+    pub fn config_from(manifest: &m2ugen_weights::Manifest, store: &Store, max_seq: usize) -> Result<LlamaConfig> {
+        let params = manifest.components.get("llama").ok_or_else(|| Error::Config { field: "llama".into(), problem: "the manifest has no 'llama' component".into() })?;
         let dim = field(params, "dim")?;
         let n_layers = field(params, "n_layers")?;
         let n_heads = field(params, "n_heads")?;

@@ -19,7 +19,7 @@ use crate::{Error, Result};
 use futures_util::future::LocalBoxFuture;
 use futures_util::stream::{self, StreamExt};
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::ops::Range;
 use std::sync::Mutex;
@@ -351,4 +351,18 @@ pub async fn load_tensors<F: Fetcher>(
         on_event(Event::Progress(Progress { done, cached, total, elapsed_ms: (options.clock)() - start }));
     }
     Ok(())
+}
+
+/// Every tensor of the model at `fetcher` in memory, by name, with the events of the load and
+/// whether the manifest came from `options.cache` (offline): for tools and tests on small models.
+pub async fn load_all<F: Fetcher>(fetcher: &F, options: &LoadOptions<'_>) -> Result<(BTreeMap<String, Vec<u8>>, Vec<Event>, bool)> {
+    let (manifest, offline) = load_manifest_cached(fetcher, options.cache).await?;
+    let mut tensors = BTreeMap::new();
+    let mut events = Vec::new();
+    load_tensors(fetcher, &manifest, None, options, |e| events.push(e), |t, bytes| {
+        tensors.insert(t.name.clone(), bytes);
+        Ok(())
+    })
+    .await?;
+    Ok((tensors, events, offline))
 }

@@ -6,7 +6,7 @@
 
 use m2ugen_core::rng::Rng;
 use futures_util::future::LocalBoxFuture;
-use m2ugen_weights::loader::{load_manifest_cached, load_tensors, Event, LoadOptions, TensorCache};
+use m2ugen_weights::loader::{load_all, Event, LoadOptions, TensorCache};
 use m2ugen_weights::manifest::{FileEntry, Manifest, Piece, StoredType, TensorEntry, FORMAT};
 use m2ugen_weights::native::server::{Faults, Server};
 use m2ugen_weights::native::{DirFetcher, HttpFetcher};
@@ -76,17 +76,7 @@ fn load_through<F: m2ugen_weights::loader::Fetcher>(fetcher: &F, in_flight: usiz
     let start = Instant::now();
     let clock = move || start.elapsed().as_secs_f64() * 1e3;
     let options = LoadOptions { in_flight, max_resumes, clock: &clock, cache };
-    pollster::block_on(async {
-        let (manifest, offline) = load_manifest_cached(fetcher, cache).await?;
-        let mut got = BTreeMap::new();
-        let mut events = Vec::new();
-        load_tensors(fetcher, &manifest, None, &options, |e| events.push(e), |t, bytes| {
-            got.insert(t.name.clone(), bytes);
-            Ok(())
-        })
-        .await?;
-        Ok((got, events, offline))
-    })
+    pollster::block_on(load_all(fetcher, &options))
 }
 
 fn notices(events: &[Event]) -> Vec<String> {

@@ -5,7 +5,7 @@
 
 use m2ugen_gpu::registry::Elem;
 use m2ugen_tests::parity::{check_generation, check_projector, check_prompt_cases, load_model};
-use m2ugen_weights::loader::{load_manifest_cached, load_tensors, Event, Fetcher, LoadOptions, Reply};
+use m2ugen_weights::loader::{Event, Fetcher, LoadOptions, Reply};
 use m2ugen_weights::safetensors::InMemory;
 use m2ugen_weights::web::{clear_cache, storage_error, storage_report, WebCache, WebFetcher};
 use m2ugen_weights::Error;
@@ -45,16 +45,7 @@ async fn llm_and_projector_match_the_reference_in_the_browser() {
 async fn load_all<F: Fetcher>(fetcher: &F, cache: Option<&WebCache>) -> Result<(BTreeMap<String, Vec<u8>>, Vec<Event>, bool), Error> {
     let clock = m2ugen_gpu::now_ms;
     let cache = cache.map(|c| c as &dyn m2ugen_weights::loader::TensorCache);
-    let options = LoadOptions { in_flight: 4, max_resumes: 3, clock: &clock, cache };
-    let (manifest, offline) = load_manifest_cached(fetcher, cache).await?;
-    let mut got = BTreeMap::new();
-    let mut events = Vec::new();
-    load_tensors(fetcher, &manifest, None, &options, |e| events.push(e), |t, bytes| {
-        got.insert(t.name.clone(), bytes);
-        Ok(())
-    })
-    .await?;
-    Ok((got, events, offline))
+    m2ugen_weights::loader::load_all(fetcher, &LoadOptions { in_flight: 4, max_resumes: 3, clock: &clock, cache }).await
 }
 
 fn notices(events: &[Event]) -> Vec<String> {
