@@ -11,7 +11,7 @@ use m2ugen_core::config::LlamaConfig;
 use m2ugen_core::quant::{quantize, QuantFormat};
 use m2ugen_core::rng::Rng;
 use m2ugen_core::DType;
-use m2ugen_gpu::{bench::{copy_gbps, peak_of}, now_ms, Gpu, Recorder};
+use m2ugen_gpu::{bench::{copy_gbps, peak_of}, now_ms, Gpu, GpuStats, Recorder};
 use m2ugen_models::{Llama, Store};
 use m2ugen_weights::{StoredType, TensorEntry};
 
@@ -92,14 +92,17 @@ pub async fn run(gpu: &Gpu, llama: &Llama, weight_bytes: u64, prompt: usize, tok
     sync(l).await?;
 
     let mut cache = llama.new_cache(gpu, batch, max_seq)?;
+    let mut prefill_stats = None;
     let prefill_s = timed(async {
         let mut last = None;
         for slot in 0..batch {
+            let before = gpu.stats();
             let mut rec = Recorder::new(gpu);
             let h = llama.prefill(&mut rec, &mut cache, slot, &ids[..prompt])?;
             let row = llama.rows(&mut rec, &h, &[prompt as u32 - 1])?;
             last = Some(llama.logits(&mut rec, &row)?);
             rec.submit()?;
+            prefill_stats.get_or_insert(gpu.stats() - before);
         }
         if let Some(l) = last {
             sync(l).await?;
@@ -107,13 +110,27 @@ pub async fn run(gpu: &Gpu, llama: &Llama, weight_bytes: u64, prompt: usize, tok
         Ok(())
     })
     .await?;
+    let mut step_stats = GpuStats::default();
+    let mut record_ms = 0.0;
     let decode_s = timed(async {
         for step in 0..tokens {
+            let before = gpu.stats();
+            let t0 = now_ms();
             let mut rec = Recorder::new(gpu);
             let h = llama.decode(&mut rec, &mut cache, &vec![ids[prompt + step]; batch])?;
             let l = llama.logits(&mut rec, &h)?;
             rec.submit()?;
+            record_ms += now_ms() - t0;
             sync(l).await?;
+            let d = gpu.stats() - before;
+            step_stats = GpuStats {
+                buffers_created: step_stats.buffers_created + d.buffers_created,
+                bytes_created: step_stats.bytes_created + d.bytes_created,
+                bind_groups_created: step_stats.bind_groups_created + d.bind_groups_created,
+                dispatches: step_stats.dispatches + d.dispatches,
+                submits: step_stats.submits + d.submits,
+                bytes_read_back: step_stats.bytes_read_back + d.bytes_read_back,
+            };
         }
         Ok(())
     })
@@ -132,6 +149,26 @@ pub async fn run(gpu: &Gpu, llama: &Llama, weight_bytes: u64, prompt: usize, tok
     })
     .await?;
 
+    let n = tokens as f64;
+    let per = |v: u64| v as f64 / n;
+    println!(
+        "per decode step (batch {batch}, {} layers): {:.0} dispatches, {:.1} buffers created ({:.2} MiB), {:.1} bind groups created, {:.0} bytes read back, {:.2} ms of CPU recording and submitting",
+        c.n_layers,
+        per(step_stats.dispatches),
+        per(step_stats.buffers_created),
+        per(step_stats.bytes_created) / (1 << 20) as f64,
+        per(step_stats.bind_groups_created),
+        per(step_stats.bytes_read_back),
+        record_ms / n
+    );
+    if let Some(p) = prefill_stats {
+        println!(
+            "prefill of {prompt} tokens (one sequence): {} dispatches, {} buffers created ({:.1} MiB)",
+            p.dispatches,
+            p.buffers_created,
+            p.bytes_created as f64 / (1 << 20) as f64
+        );
+    }
     let prefill_tps = (prompt * batch) as f64 / prefill_s;
     let decode_tps = (tokens * batch) as f64 / decode_s;
     let recompute_tps = tokens as f64 / recompute_s;

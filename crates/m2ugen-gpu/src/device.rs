@@ -53,6 +53,7 @@ pub struct Gpu {
     pub(crate) dummy: wgpu::Buffer,
     errors: Arc<Mutex<Vec<String>>>,
     lost: Arc<Mutex<Option<String>>>,
+    pub(crate) counters: crate::stats::Counters,
 }
 
 impl Gpu {
@@ -122,7 +123,19 @@ impl Gpu {
             mapped_at_creation: false,
         });
         let split_at = options.split_at.unwrap_or(max_binding).min(max_binding);
-        Ok(Gpu { device, queue, info, limits, f16, split_at, cache: PipelineCache::default(), dummy, errors, lost })
+        Ok(Gpu { device, queue, info, limits, f16, split_at, cache: PipelineCache::default(), dummy, errors, lost, counters: Default::default() })
+    }
+
+    /// Creates a buffer, counted in [`Gpu::stats`].
+    pub fn create_buffer(&self, desc: &wgpu::BufferDescriptor) -> wgpu::Buffer {
+        crate::stats::Counters::add(&self.counters.buffers_created, 1);
+        crate::stats::Counters::add(&self.counters.bytes_created, desc.size);
+        self.device.create_buffer(desc)
+    }
+
+    /// What the runtime has asked of the device so far.
+    pub fn stats(&self) -> crate::GpuStats {
+        self.counters.snapshot()
     }
 
     /// Whether f16 kernels can run.

@@ -87,7 +87,7 @@ impl<'g> Recorder<'g> {
         }
         // Plain create + write (not create_buffer_init): on a lost device this reports an error
         // instead of panicking in the mapping.
-        let uniforms = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+        let uniforms = gpu.create_buffer(&wgpu::BufferDescriptor {
             label: Some("op parameters"),
             size: (arena.len() * 4) as u64,
             usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
@@ -126,6 +126,10 @@ impl<'g> Recorder<'g> {
             }
         }
         gpu.queue.submit([encoder.finish()]);
+        use crate::stats::Counters;
+        Counters::add(&gpu.counters.submits, 1);
+        Counters::add(&gpu.counters.dispatches, self.ops.len() as u64);
+        Counters::add(&gpu.counters.bind_groups_created, groups.len() as u64);
         gpu.check("submitting ops")
     }
 }

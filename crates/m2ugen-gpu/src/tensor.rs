@@ -86,7 +86,7 @@ fn buffer_size(elems: usize, dtype: DType) -> u64 {
 
 impl Gpu {
     fn new_buffer(&self, label: &str, size: u64) -> wgpu::Buffer {
-        self.device.create_buffer(&wgpu::BufferDescriptor {
+        self.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size,
             usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
@@ -153,7 +153,7 @@ impl Gpu {
         let row_bytes = t.cols() * t.dtype.size();
         let total = t.numel() * t.dtype.size();
         let size = (total as u64).div_ceil(4).max(1) * 4;
-        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+        let staging = self.create_buffer(&wgpu::BufferDescriptor {
             label: Some("readback"),
             size,
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
@@ -170,6 +170,8 @@ impl Gpu {
             }
         }
         self.queue.submit([encoder.finish()]);
+        crate::stats::Counters::add(&self.counters.submits, 1);
+        crate::stats::Counters::add(&self.counters.bytes_read_back, total as u64);
         let (tx, rx) = futures_channel::oneshot::channel();
         staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
             let _ = tx.send(r);
