@@ -16,6 +16,7 @@ pub mod writer;
 
 use anyhow::{bail, Context, Result};
 use half::f16;
+use m2ugen_core::config::ModelKind;
 use m2ugen_core::quant::{quantize, QuantFormat};
 use m2ugen_weights::manifest::{Manifest, StoredType};
 use names::Role;
@@ -33,6 +34,32 @@ pub struct Options {
     pub shard_bytes: u64,
     /// Model id written to the manifest.
     pub model: String,
+    /// What the model is; by default told from what was converted ([`model_kind`]).
+    pub kind: Option<ModelKind>,
+}
+
+/// The width of M2UGen-AudioLDM2's projector output: 128 x 1024 `prompt_embeds` then 8 x 768
+/// `generated_prompt_embeds` in one row.
+pub const AUDIOLDM2_PROJECTOR_WIDTH: usize = 128 * 1024 + 8 * 768;
+
+/// What a set of converted tensors is: M2UGen (18 adapter layers and an output projector; the
+/// AudioLDM 2 one by its output width), MU-LLaMA (20 adapter layers, no projector), a plain
+/// LLaMA, MusicGen alone, or components on their own. An LLM with other adapter layers is not
+/// one of these: the caller must say (`--kind`).
+pub fn model_kind(tensors: &[m2ugen_weights::TensorEntry], components: &BTreeMap<String, serde_json::Value>) -> Result<ModelKind> {
+    let shape = |name: &str| tensors.iter().find(|t| t.name == name).map(|t| t.shape.clone());
+    let has_llm = tensors.iter().any(|t| t.name.starts_with("llm."));
+    let prefix_rows = shape("llm.prefix_query").and_then(|s| s.first().copied()).unwrap_or(0);
+    let projector = shape("output_projector.out_proj.weight").and_then(|s| s.first().copied());
+    Ok(match (has_llm, prefix_rows, projector) {
+        (true, 18, Some(AUDIOLDM2_PROJECTOR_WIDTH)) => ModelKind::M2ugenAudioldm2,
+        (true, 18, Some(_)) => ModelKind::M2ugenMusicgen,
+        (true, 20, None) => ModelKind::MuLlama,
+        (true, 0, None) => ModelKind::Llama,
+        (true, rows, _) => bail!("an LLM with {rows} adapter layers{} is neither M2UGen (18 and an output projector) nor MU-LLaMA (20): give --kind", if projector.is_some() { " and an output projector" } else { "" }),
+        (false, ..) if components.contains_key("musicgen") => ModelKind::Musicgen,
+        (false, ..) => ModelKind::Components,
+    })
 }
 
 /// `W + B·A` for `W` (out, in), `A` (rank, in), `B` (out, rank).
@@ -146,6 +173,20 @@ fn convert_source(source: &dyn TensorSource, name_of: &dyn Fn(&str) -> Role, wri
     Ok(())
 }
 
+/// Checks a Hugging Face component's `config.json` against the typed configuration the models
+/// read (for the components they know), so a bad file fails here, naming the field.
+fn check_config(component: &str, config: &serde_json::Value) -> Result<()> {
+    use m2ugen_core::config::{parse, MertConfig, MusicgenConfig, VitConfig, VivitConfig};
+    match component {
+        "mert" => parse::<MertConfig>(component, config).map(drop),
+        "vit" => parse::<VitConfig>(component, config).map(drop),
+        "vivit" => parse::<VivitConfig>(component, config).map(drop),
+        "musicgen" => parse::<MusicgenConfig>(component, config).map(drop),
+        _ => Ok(()),
+    }?;
+    Ok(())
+}
+
 /// What to convert.
 pub struct Inputs<'a> {
     /// An official M2UGen (or MU-LLaMA) `checkpoint.pth`.
@@ -183,11 +224,7 @@ pub fn convert(inputs: &Inputs, out: &Path, options: &Options) -> Result<Manifes
             (None, Some((_, params))) => (params.clone(), inputs.llama.map(|p| p.display().to_string()).unwrap_or_default()),
             (None, None) => bail!("--checkpoint needs the LLaMA's params.json: give --params, or --llama with the base model"),
         };
-        for field in ["dim", "n_layers", "n_heads"] {
-            if !params.get(field).is_some_and(|v| v.is_u64()) {
-                bail!("{at}: field '{field}' is missing or not a positive integer");
-            }
-        }
+        m2ugen_core::config::parse::<m2ugen_core::config::LlamaParams>("llama", &params).with_context(|| at.clone())?;
         components.insert("llama".to_string(), params);
         // The checkpoint's tensors first: they win over the base's.
         let mut layers: Vec<Box<dyn TensorSource>> = Vec::new();
@@ -205,7 +242,9 @@ pub fn convert(inputs: &Inputs, out: &Path, options: &Options) -> Result<Manifes
         if component.is_empty() || !component.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
             bail!("--hf {component}=…: the component name must be lower-case letters, digits or '_'");
         }
-        components.insert(component.clone(), read_json(&dir.join("config.json"))?);
+        let config = read_json(&dir.join("config.json"))?;
+        check_config(component, &config).with_context(|| format!("{}", dir.join("config.json").display()))?;
+        components.insert(component.clone(), config);
         let component = component.clone();
         sources.push((Box::new(Safetensors::open(&dir.join("model.safetensors"))?), Box::new(move |n: &str| names::hf_role(&component, n))));
     }
@@ -216,5 +255,5 @@ pub fn convert(inputs: &Inputs, out: &Path, options: &Options) -> Result<Manifes
     if let Some(path) = inputs.tokenizer {
         writer.tokenizer(&tokenizer::convert_tokenizer(path, llm_vocab)?)?;
     }
-    writer.finish(&options.model, env!("CARGO_PKG_VERSION"), components)
+    writer.finish(&options.model, env!("CARGO_PKG_VERSION"), options.kind, components)
 }

@@ -92,14 +92,19 @@ impl ShardWriter {
     }
 
     /// Writes the last shard and the manifest, checked by the same code that will read it.
-    pub fn finish(mut self, model: &str, version: &str, components: BTreeMap<String, serde_json::Value>) -> Result<Manifest> {
+    pub fn finish(mut self, model: &str, version: &str, kind: Option<m2ugen_core::config::ModelKind>, components: BTreeMap<String, serde_json::Value>) -> Result<Manifest> {
         if !self.current.is_empty() || self.shards.is_empty() {
             self.flush()?;
         }
+        let kind = match kind {
+            Some(k) => k,
+            None => crate::model_kind(&self.tensors, &components)?,
+        };
         let manifest = Manifest {
             format: FORMAT.into(),
             model: model.into(),
             version: version.into(),
+            kind,
             components,
             tokenizer: self.tokenizer,
             shards: self.shards,

@@ -196,6 +196,227 @@ pub fn attention(q: &[f32], k: &[f32], v: &[f32], q_rows: usize, kv_len: usize, 
     out
 }
 
+/// Logistic sigmoid `1 / (1 + exp(-x))`.
+pub fn sigmoid(x: &[f32]) -> Vec<f32> {
+    x.iter().map(|&v| (1.0 / (1.0 + (-(v as f64)).exp())) as f32).collect()
+}
+
+/// GELU in its tanh form (`gelu_new`, `gelu_fast`, `gelu_pytorch_tanh`):
+/// `x/2 · (1 + tanh(√(2/π) · (x + 0.044715 x³)))`.
+pub fn gelu_tanh(x: &[f32]) -> Vec<f32> {
+    let c = (2.0 / std::f64::consts::PI).sqrt();
+    x.iter()
+        .map(|&v| {
+            let v = v as f64;
+            (0.5 * v * (1.0 + (c * (v + 0.044715 * v * v * v)).tanh())) as f32
+        })
+        .collect()
+}
+
+/// GroupNorm over channels-last `x` `(batch, len, channels)`: for each batch item and each of
+/// `groups` runs of `channels / groups` channels, mean and variance over every time step and
+/// channel of the run, then `(x - mean) / sqrt(var + eps) * weight[c] + bias[c]`.
+#[allow(clippy::too_many_arguments)]
+pub fn group_norm(x: &[f32], batch: usize, len: usize, channels: usize, groups: usize, weight: &[f32], bias: &[f32], eps: f32) -> Vec<f32> {
+    let cg = channels / groups;
+    let mut out = vec![0f32; x.len()];
+    for b in 0..batch {
+        for g in 0..groups {
+            let at = |t: usize, c: usize| (b * len + t) * channels + g * cg + c;
+            let n = (len * cg) as f64;
+            let mean = (0..len).flat_map(|t| (0..cg).map(move |c| (t, c))).map(|(t, c)| x[at(t, c)] as f64).sum::<f64>() / n;
+            let var = (0..len).flat_map(|t| (0..cg).map(move |c| (t, c))).map(|(t, c)| (x[at(t, c)] as f64 - mean).powi(2)).sum::<f64>() / n;
+            let inv = 1.0 / (var + eps as f64).sqrt();
+            for t in 0..len {
+                for c in 0..cg {
+                    let ch = g * cg + c;
+                    out[at(t, c)] = ((x[at(t, c)] as f64 - mean) * inv * weight[ch] as f64 + bias[ch] as f64) as f32;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// `conv1d` over channels-last `x` `(batch, len, c_in)` with PyTorch's weight `(c_out, c_in /
+/// groups, kernel)` (see [`crate::conv`]); output `(batch, out_len, c_out)`.
+#[allow(clippy::too_many_arguments)]
+pub fn conv1d(x: &[f32], batch: usize, len: usize, c_in: usize, w: &[f32], c_out: usize, kernel: usize, bias: Option<&[f32]>, conv: &crate::conv::Conv1d) -> Vec<f32> {
+    let out_len = conv.out_len(len, kernel);
+    let (cig, cog) = (c_in / conv.groups, c_out / conv.groups);
+    let mut y = vec![0f32; batch * out_len * c_out];
+    for b in 0..batch {
+        for t in 0..out_len {
+            for co in 0..c_out {
+                let g = co / cog;
+                let mut s = bias.map_or(0.0, |b| b[co] as f64);
+                for j in 0..kernel {
+                    let tin = (t * conv.stride + j * conv.dilation) as i64 - conv.pad_left as i64;
+                    let Some(src) = conv.padding.source(tin, len) else { continue };
+                    for ci in 0..cig {
+                        s += w[(co * cig + ci) * kernel + j] as f64 * x[(b * len + src) * c_in + g * cig + ci] as f64;
+                    }
+                }
+                y[(b * out_len + t) * c_out + co] = s as f32;
+            }
+        }
+    }
+    y
+}
+
+/// `conv_transpose1d` over channels-last `x` `(batch, len, c_in)` with PyTorch's weight `(c_in,
+/// c_out / groups, kernel)`, trimmed (see [`crate::conv::ConvTranspose1d`]); output `(batch,
+/// out_len, c_out)`.
+#[allow(clippy::too_many_arguments)]
+pub fn conv_transpose1d(x: &[f32], batch: usize, len: usize, c_in: usize, w: &[f32], c_out: usize, kernel: usize, bias: Option<&[f32]>, conv: &crate::conv::ConvTranspose1d) -> Vec<f32> {
+    let out_len = conv.out_len(len, kernel);
+    let (cig, cog) = (c_in / conv.groups, c_out / conv.groups);
+    let mut y = vec![0f64; batch * out_len * c_out];
+    for b in 0..batch {
+        for row in y[b * out_len * c_out..(b + 1) * out_len * c_out].chunks_mut(c_out) {
+            for (co, v) in row.iter_mut().enumerate() {
+                *v = bias.map_or(0.0, |b| b[co] as f64);
+            }
+        }
+        // Scatter form, the definition: input step s, tap j lands on s·stride + j·dilation.
+        for s in 0..len {
+            for ci in 0..c_in {
+                let g = ci / cig;
+                let xv = x[(b * len + s) * c_in + ci] as f64;
+                for co_g in 0..cog {
+                    let co = g * cog + co_g;
+                    for j in 0..kernel {
+                        let t = (s * conv.stride + j * conv.dilation) as i64 - conv.trim_left as i64;
+                        if t >= 0 && (t as usize) < out_len {
+                            y[(b * out_len + t as usize) * c_out + co] += xv * w[(ci * cog + co_g) * kernel + j] as f64;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    y.into_iter().map(|v| v as f32).collect()
+}
+
+/// One LSTM step in PyTorch's gate order (input, forget, cell, output): `gates` is `(rows, 4 *
+/// hidden)`, the sum `W_ih x + b_ih + W_hh h + b_hh`; returns `(h, c)` of `(rows, hidden)` from the
+/// previous cell state `c_prev`.
+pub fn lstm_cell(gates: &[f32], c_prev: &[f32], hidden: usize) -> (Vec<f32>, Vec<f32>) {
+    let sig = |v: f64| 1.0 / (1.0 + (-v).exp());
+    let mut h = vec![0f32; c_prev.len()];
+    let mut c = vec![0f32; c_prev.len()];
+    for (r, g) in gates.chunks(4 * hidden).enumerate() {
+        for u in 0..hidden {
+            let (i, f, cell, o) = (sig(g[u] as f64), sig(g[hidden + u] as f64), (g[2 * hidden + u] as f64).tanh(), sig(g[3 * hidden + u] as f64));
+            let cn = f * c_prev[r * hidden + u] as f64 + i * cell;
+            c[r * hidden + u] = cn as f32;
+            h[r * hidden + u] = (o * cn.tanh()) as f32;
+        }
+    }
+    (h, c)
+}
+
+/// A strided copy of up to four dimensions: for every index `i` of `shape`,
+/// `dst[dst_offset + Σ i_d·dst_strides_d] = src[src_offset + Σ i_d·src_strides_d]`; the rest of
+/// `dst` is kept. Permutes, slices, concatenations and padding are all this.
+pub fn copy_strided(src: &[f32], src_offset: usize, src_strides: &[usize], dst: &mut [f32], dst_offset: usize, dst_strides: &[usize], shape: &[usize]) {
+    let n: usize = shape.iter().product();
+    for i in 0..n {
+        let (mut rest, mut s, mut d) = (i, src_offset, dst_offset);
+        for dim in (0..shape.len()).rev() {
+            let idx = rest % shape[dim];
+            rest /= shape[dim];
+            s += idx * src_strides[dim];
+            d += idx * dst_strides[dim];
+        }
+        dst[d] = src[s];
+    }
+}
+
+/// Attention as [`attention`] with a `scale` on the scores (T5 uses 1, not 1/√head_dim) and an
+/// additive `bias(head, query row, key)` on them (relative positions, padding masks).
+#[allow(clippy::too_many_arguments)]
+pub fn attention_biased(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    q_rows: usize,
+    kv_len: usize,
+    heads: usize,
+    kv_heads: usize,
+    head_dim: usize,
+    causal: Option<usize>,
+    scale: f32,
+    bias: &dyn Fn(usize, usize, usize) -> f32,
+) -> Vec<f32> {
+    let (qw, kw) = (heads * head_dim, kv_heads * head_dim);
+    let mut out = vec![0f32; q_rows * qw];
+    for i in 0..q_rows {
+        let seen = causal.map_or(kv_len, |pos0| (pos0 + i + 1).min(kv_len));
+        for h in 0..heads {
+            let kh = h / (heads / kv_heads);
+            let qv = &q[i * qw + h * head_dim..][..head_dim];
+            let scores: Vec<f64> = (0..seen)
+                .map(|j| qv.iter().zip(&k[j * kw + kh * head_dim..][..head_dim]).map(|(&a, &b)| a as f64 * b as f64).sum::<f64>() * scale as f64 + bias(h, i, j) as f64)
+                .collect();
+            let max = scores.iter().fold(f64::NEG_INFINITY, |m, &s| m.max(s));
+            let weights: Vec<f64> = scores.iter().map(|s| if s.is_finite() { (s - max).exp() } else { 0.0 }).collect();
+            let sum: f64 = weights.iter().sum();
+            for c in 0..head_dim {
+                let a: f64 = weights.iter().enumerate().map(|(j, w)| w * v[j * kw + kh * head_dim + c] as f64).sum();
+                out[i * qw + h * head_dim + c] = if sum > 0.0 { (a / sum) as f32 } else { 0.0 };
+            }
+        }
+    }
+    out
+}
+
+/// Index of the largest value, the first of equals (greedy decoding).
+pub fn argmax(x: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, &v) in x.iter().enumerate() {
+        if v > x[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+/// The token the sampler draws from `logits` for a uniform `u` in `[0, 1)` (the twin of
+/// `sample.wgsl`). In the order of most likely first (ties: lower id first), top-k keeps the
+/// first `top_k` tokens and top-p the shortest run of what is left whose probability reaches
+/// `top_p` of it (at least one token); then `u` picks by the inverse CDF of what is kept, walked
+/// in id order. `top_k` 0 and `top_p` 1 keep everything.
+pub fn sample_token(logits: &[f32], temperature: f32, top_k: usize, top_p: f32, u: f32) -> usize {
+    let max = logits.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    let w: Vec<f64> = logits.iter().map(|&v| ((v - max) as f64 / temperature as f64).exp()).collect();
+    let mut order: Vec<usize> = (0..logits.len()).collect();
+    order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]).then(a.cmp(&b)));
+    if top_k > 0 {
+        order.truncate(top_k);
+    }
+    if top_p < 1.0 {
+        let total: f64 = order.iter().map(|&i| w[i]).sum();
+        let mut cumulative = 0.0;
+        let keep = order.iter().position(|&i| {
+            cumulative += w[i];
+            cumulative >= top_p as f64 * total
+        });
+        order.truncate(keep.map_or(order.len(), |k| k + 1));
+    }
+    order.sort_unstable();
+    let total: f64 = order.iter().map(|&i| w[i]).sum();
+    let target = u as f64 * total;
+    let mut running = 0.0;
+    for &i in &order {
+        running += w[i];
+        if running > target {
+            return i;
+        }
+    }
+    order[order.len() - 1]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -247,5 +468,75 @@ mod tests {
         let y = rope(&[1.0, 0.0, 1.0, 0.0], 1, 2, 2, &cos, &sin);
         assert!((y[0] - 2f32.cos()).abs() < 1e-6 && (y[1] - 2f32.sin()).abs() < 1e-6);
         assert!((y[2] - 3f32.cos()).abs() < 1e-6 && (y[3] - 3f32.sin()).abs() < 1e-6);
+    }
+
+    #[test]
+    fn new_activations_give_known_values() {
+        assert!((sigmoid(&[0.0])[0] - 0.5).abs() < 1e-7);
+        assert!((sigmoid(&[2.0])[0] - 0.880_797_1).abs() < 1e-6);
+        // gelu_tanh(1) = 0.5 (1 + tanh(0.7978845608 * 1.044715)) = 0.8411920
+        assert!((gelu_tanh(&[1.0])[0] - 0.841_192).abs() < 1e-6);
+    }
+
+    #[test]
+    fn conv1d_by_hand() {
+        use crate::conv::{Conv1d, Padding};
+        // One channel, kernel [1, 2], stride 1: y[t] = x[t] + 2 x[t+1].
+        let y = conv1d(&[1.0, 2.0, 3.0], 1, 3, 1, &[1.0, 2.0], 1, 2, None, &Conv1d::plain());
+        assert_eq!(y, vec![5.0, 8.0]);
+        // Reflect padding 1 each side with kernel [1, 1, 1]: [2 1 2 3 2] summed in threes.
+        let c = Conv1d { pad_left: 1, pad_right: 1, padding: Padding::Reflect, ..Conv1d::plain() };
+        assert_eq!(conv1d(&[1.0, 2.0, 3.0], 1, 3, 1, &[1.0; 3], 1, 3, Some(&[0.5]), &c), vec![5.5, 6.5, 7.5]);
+        // Depthwise on two channels (channels-last rows [x0 x1]): each channel its own kernel.
+        let d = Conv1d { groups: 2, ..Conv1d::plain() };
+        assert_eq!(conv1d(&[1.0, 10.0, 2.0, 20.0], 1, 2, 2, &[1.0, 1.0, 1.0, -1.0], 2, 2, None, &d), vec![3.0, -10.0]);
+    }
+
+    #[test]
+    fn conv_transpose1d_by_hand() {
+        use crate::conv::ConvTranspose1d;
+        // Stride 2, kernel [1, 10]: x0 lands on t0 (x1) and t1 (x10), x1 on t2 and t3.
+        let c = ConvTranspose1d { stride: 2, dilation: 1, groups: 1, trim_left: 0, trim_right: 0 };
+        assert_eq!(conv_transpose1d(&[1.0, 2.0], 1, 2, 1, &[1.0, 10.0], 1, 2, None, &c), vec![1.0, 10.0, 2.0, 20.0]);
+        let trimmed = ConvTranspose1d { trim_left: 1, trim_right: 1, ..c };
+        assert_eq!(conv_transpose1d(&[1.0, 2.0], 1, 2, 1, &[1.0, 10.0], 1, 2, Some(&[1.0]), &trimmed), vec![11.0, 3.0]);
+    }
+
+    #[test]
+    fn group_norm_and_lstm_by_hand() {
+        // One group of two channels over two steps: values 1 2 3 4, mean 2.5, var 1.25.
+        let y = group_norm(&[1.0, 2.0, 3.0, 4.0], 1, 2, 2, 1, &[1.0, 1.0], &[0.0, 0.0], 0.0);
+        let inv = 1.0 / 1.25f32.sqrt();
+        assert!((y[0] + 1.5 * inv).abs() < 1e-6 && (y[3] - 1.5 * inv).abs() < 1e-6);
+        // Gates all 0: i = f = o = 1/2, g = 0: c = c_prev / 2, h = tanh(c) / 2.
+        let (h, c) = lstm_cell(&[0.0; 4], &[2.0], 1);
+        assert_eq!(c, vec![1.0]);
+        assert!((h[0] - 0.5 * 1f32.tanh()).abs() < 1e-7);
+    }
+
+    #[test]
+    fn strided_copy_permutes() {
+        // (2, 3) transposed into (3, 2).
+        let src = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
+        let mut dst = [0.0; 6];
+        copy_strided(&src, 0, &[3, 1], &mut dst, 0, &[1, 2], &[2, 3]);
+        assert_eq!(dst, [1.0, 4.0, 2.0, 5.0, 3.0, 6.0]);
+    }
+
+    #[test]
+    fn the_sampler_keeps_and_draws_as_documented() {
+        // Probabilities of ln([5, 3, 1, 1]) at T=1: 0.5, 0.3, 0.1, 0.1.
+        let l: Vec<f32> = [1.0f32, 3.0, 5.0, 1.0].iter().map(|v| v.ln()).collect();
+        // Everything kept, id order: [0.1, 0.3, 0.5, 0.1]; u = 0.35 lands in token 1.
+        assert_eq!(sample_token(&l, 1.0, 0, 1.0, 0.35), 1);
+        assert_eq!(sample_token(&l, 1.0, 0, 1.0, 0.05), 0);
+        assert_eq!(sample_token(&l, 1.0, 0, 1.0, 0.95), 3);
+        // top-k 2 keeps ids 2 and 1 (0.5 and 0.3): in id order [1: 0.375, 2: 0.625].
+        assert_eq!(sample_token(&l, 1.0, 2, 1.0, 0.3), 1);
+        assert_eq!(sample_token(&l, 1.0, 2, 1.0, 0.4), 2);
+        // top-p 0.5 keeps id 2 alone; ties (ids 0 and 3 at 0.1) go lower id first.
+        assert_eq!(sample_token(&l, 1.0, 0, 0.5, 0.99), 2);
+        assert_eq!(sample_token(&l, 1.0, 3, 1.0, 0.01), 0);
+        assert_eq!(argmax(&[1.0, 3.0, 3.0]), 1);
     }
 }

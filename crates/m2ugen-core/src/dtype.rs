@@ -33,3 +33,44 @@ impl std::fmt::Display for DType {
         f.write_str(self.name())
     }
 }
+
+/// How a tensor's bytes are stored in the weight format (and handed to the models).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoredType {
+    /// 32-bit floats.
+    F32,
+    /// 16-bit floats.
+    F16,
+    /// 32-bit unsigned integers.
+    U32,
+    /// 8-bit group-wise quantized ([`crate::quant`]).
+    Q8,
+    /// 4-bit group-wise quantized ([`crate::quant`]).
+    Q4,
+}
+
+impl StoredType {
+    /// Bytes a tensor of `shape` takes, or `None` on overflow.
+    pub fn bytes_for(self, shape: &[usize]) -> Option<u64> {
+        let numel = shape.iter().try_fold(1u64, |n, &d| n.checked_mul(d as u64))?;
+        match self {
+            StoredType::F32 | StoredType::U32 => numel.checked_mul(4),
+            StoredType::F16 => numel.checked_mul(2),
+            StoredType::Q8 | StoredType::Q4 => {
+                let cols = *shape.last()?;
+                let rows = if cols == 0 { 0 } else { numel / cols as u64 };
+                self.quant_format()?.matrix_bytes(rows as usize, cols)
+            }
+        }
+    }
+
+    /// The quantized format, for `q8` and `q4`.
+    pub fn quant_format(self) -> Option<crate::quant::QuantFormat> {
+        match self {
+            StoredType::Q8 => Some(crate::quant::QuantFormat::Q8),
+            StoredType::Q4 => Some(crate::quant::QuantFormat::Q4),
+            _ => None,
+        }
+    }
+}

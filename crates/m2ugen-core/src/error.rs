@@ -11,6 +11,14 @@ pub enum Error {
         /// Elements supplied.
         got: usize,
     },
+    /// A stored configuration is unusable: the field and what is wrong with it.
+    #[error("config: {field}: {problem}")]
+    Config {
+        /// The field, with its component (`musicgen.decoder.hidden_size`).
+        field: String,
+        /// What is wrong.
+        problem: String,
+    },
     /// One row of a tensor is larger than the largest binding the device allows.
     #[error("{what}: one row is {row_bytes} bytes, larger than the {limit}-byte storage binding limit")]
     RowTooLarge {

@@ -4,8 +4,8 @@
 //!
 //! ```json
 //! {
-//!   "format": "m2ugen-weights/1",
-//!   "model": "m2ugen-musicgen-small", "version": "2026-11-24",
+//!   "format": "m2ugen-weights/2",
+//!   "model": "m2ugen-musicgen-small", "version": "2026-11-24", "kind": "m2ugen-musicgen",
 //!   "components": { "llama": { ... } },
 //!   "tokenizer": { "file": "tokenizer.json", "bytes": 1842767, "sha256": "…" },
 //!   "shards": [ { "file": "shard-00000.bin", "bytes": 67108864, "sha256": "…" } ],
@@ -14,7 +14,11 @@
 //! }
 //! ```
 //!
-//! - `components`: each model's configuration, as JSON objects the models read.
+//! - `kind`: what the model is (`m2ugen-musicgen`, `m2ugen-audioldm2`, `mu-llama`, `musicgen`,
+//!   `llama`, `components`: `m2ugen_core::config::ModelKind`), written by the converter.
+//! - `components`: each model's configuration as its original file has it (Meta's
+//!   `params.json`, Hugging Face's `config.json`), read into typed structs by
+//!   `m2ugen_core::config`.
 //! - `shards`: files of at most [`DEFAULT_SHARD_BYTES`] by default. A tensor lies inside one
 //!   shard, at `offset`, `bytes` long, so one HTTP range request fetches it; a tensor larger than
 //!   a shard is cut into pieces over consecutive shards: the rest of it is listed, in order, in
@@ -30,50 +34,18 @@
 //!   CDN cannot point the loader anywhere else.
 
 use crate::{Error, Result};
-use m2ugen_core::quant::QuantFormat;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashSet};
 use std::ops::Range;
 
 /// The format tag this code reads and writes.
-pub const FORMAT: &str = "m2ugen-weights/1";
+pub const FORMAT: &str = "m2ugen-weights/2";
 /// Default upper bound of a shard (fits WebGPU's default 128 MiB binding with room to spare).
 pub const DEFAULT_SHARD_BYTES: u64 = 64 << 20;
 /// Largest manifest accepted (the 7B model's is well under 1 MiB).
 pub const MAX_MANIFEST_BYTES: usize = 16 << 20;
 
-/// How a tensor's bytes are stored.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum StoredType {
-    /// 32-bit floats.
-    F32,
-    /// 16-bit floats.
-    F16,
-    /// 32-bit unsigned integers.
-    U32,
-    /// 8-bit group-wise quantized.
-    Q8,
-    /// 4-bit group-wise quantized.
-    Q4,
-}
-
-impl StoredType {
-    /// Bytes a tensor of `shape` takes, or `None` on overflow.
-    pub fn bytes_for(self, shape: &[usize]) -> Option<u64> {
-        let numel = shape.iter().try_fold(1u64, |n, &d| n.checked_mul(d as u64))?;
-        match self {
-            StoredType::F32 | StoredType::U32 => numel.checked_mul(4),
-            StoredType::F16 => numel.checked_mul(2),
-            StoredType::Q8 | StoredType::Q4 => {
-                let format = if self == StoredType::Q8 { QuantFormat::Q8 } else { QuantFormat::Q4 };
-                let cols = *shape.last()?;
-                let rows = if cols == 0 { 0 } else { numel / cols as u64 };
-                format.matrix_bytes(rows as usize, cols)
-            }
-        }
-    }
-}
+pub use m2ugen_core::StoredType;
 
 /// A file beside the manifest.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -142,6 +114,8 @@ pub struct Manifest {
     pub model: String,
     /// Version of the converted weights.
     pub version: String,
+    /// What the model is.
+    pub kind: m2ugen_core::config::ModelKind,
     /// Per-component configuration.
     #[serde(default)]
     pub components: BTreeMap<String, serde_json::Value>,
@@ -177,7 +151,13 @@ impl Manifest {
         if bytes.len() > MAX_MANIFEST_BYTES {
             return Err(Error::TooLarge { bytes: bytes.len(), limit: MAX_MANIFEST_BYTES });
         }
-        let manifest: Manifest = serde_json::from_slice(bytes).map_err(|e| Error::Json(e.to_string()))?;
+        // The format first, so an older manifest is named as such rather than by a field it lacks.
+        let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| Error::Json(e.to_string()))?;
+        match value.get("format").and_then(|f| f.as_str()) {
+            Some(FORMAT) => {}
+            other => return Err(field("format", format!("'{}' is not '{FORMAT}' (convert the model again with this version)", other.unwrap_or("(none)")))),
+        }
+        let manifest: Manifest = serde_json::from_value(value).map_err(|e| Error::Json(e.to_string()))?;
         manifest.validate()?;
         Ok(manifest)
     }
@@ -255,6 +235,7 @@ mod tests {
             format: FORMAT.into(),
             model: "tiny".into(),
             version: "1".into(),
+            kind: m2ugen_core::config::ModelKind::Components,
             components: BTreeMap::new(),
             tokenizer: Some(FileEntry { file: "tokenizer.json".into(), bytes: 10, sha256: HASH.into() }),
             shards: vec![FileEntry { file: "shard-00000.bin".into(), bytes: 4096, sha256: HASH.into() }],
