@@ -1,41 +1,63 @@
-// Matrix-vector product for decoding: y (m, n) = x (m, k) · w (n, k)ᵀ + bias (n), m small.
-// The weight comes through one of the weight_*.wgsl libraries (f32/f16, q8 or q4).
-// Parameters and bindings: product.wgsl.
-// A workgroup of 256 computes 8 outputs of input row i (grid z): each weight row gets 32
-// invocations that stride over its blocks, so neighbours read neighbouring words (coalesced),
-// then sum their 32 partials in workgroup memory (5 steps).
+// Matrix-vector products for decoding: y (m, n) = x (m, k) · w (n, k)ᵀ + bias (n), m small.
+// The weight comes through one of the weight_*.wgsl libraries (f32/f16, q8 or q4); parameters
+// and bindings: product.wgsl.
+//
+// A workgroup computes MATVEC_ROWS outputs for BATCH input rows (a pipeline constant up to
+// MAX_BATCH; grid z steps over groups of BATCH rows): each weight row gets MATVEC_LANES
+// invocations that stride over its blocks, so neighbours read neighbouring words, and each block
+// of weights is dequantised once and used for every input row. The lanes' partial sums meet in
+// workgroup memory.
 
-const LANES: u32 = 32u;
-const ROWS_PER_GROUP: u32 = 8u;
+override BATCH: u32;
 
-var<workgroup> partial: array<f32, 256>;
+var<workgroup> partial: array<f32, MATVEC_ROWS * MATVEC_LANES * MAX_BATCH>;
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(MATVEC_ROWS * MATVEC_LANES)
 fn matvec(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let lane = lid % LANES;
-    let r = linear_workgroup(wid, nwg) * ROWS_PER_GROUP + lid / LANES;
-    let i = wid.z;
-    let xb = i * p.k;
+    let lane = lid % MATVEC_LANES;
+    let slot = lid / MATVEC_LANES;
+    let r = linear_workgroup(wid, nwg) * MATVEC_ROWS + slot;
+    let i0 = wid.z * BATCH;
+    var acc: array<f32, MAX_BATCH>;
     let blocks = (p.k + W_BLOCK - 1u) / W_BLOCK;
-    var s = 0.0;
     if (r < p.rows) {
-        for (var blk = lane; blk < blocks; blk += LANES) {
-            s += w_block_dot(r, blk, xb);
+        for (var blk = lane; blk < blocks; blk += MATVEC_LANES) {
+            let w = w_block(r, blk);
+            let c0 = blk * W_BLOCK;
+            for (var b = 0u; b < BATCH; b++) {
+                if (i0 + b < p.m) {
+                    var s = 0.0;
+                    for (var j = 0u; j < W_BLOCK; j++) {
+                        if (c0 + j < p.k) {
+                            s += w[j] * x_at(i0 + b, c0 + j);
+                        }
+                    }
+                    acc[b] += s;
+                }
+            }
         }
     }
-    partial[lid] = s;
+    for (var b = 0u; b < BATCH; b++) {
+        partial[(b * MATVEC_ROWS + slot) * MATVEC_LANES + lane] = acc[b];
+    }
     workgroupBarrier();
-    for (var step = LANES / 2u; step > 0u; step = step >> 1u) {
+    for (var step = MATVEC_LANES / 2u; step > 0u; step = step >> 1u) {
         if (lane < step) {
-            partial[lid] += partial[lid + step];
+            for (var b = 0u; b < BATCH; b++) {
+                let at = (b * MATVEC_ROWS + slot) * MATVEC_LANES + lane;
+                partial[at] += partial[at + step];
+            }
         }
         workgroupBarrier();
     }
     if (lane == 0u && r < p.rows) {
-        var v = partial[lid];
-        if (p.has_bias != 0u) {
-            v += f32(bias[p.n0 + r]);
+        for (var b = 0u; b < BATCH; b++) {
+            let i = i0 + b;
+            if (i < p.m) {
+                let col = p.n0 + r;
+                y[i * p.n + col] = finish(partial[(b * MATVEC_ROWS + slot) * MATVEC_LANES], i, col);
+            }
         }
-        y[i * p.n + p.n0 + r] = elem(v);
     }
 }
+

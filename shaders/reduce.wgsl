@@ -1,19 +1,20 @@
-// Workgroup-wide reductions over 256 invocations (prepended to kernels that reduce a row).
+// Workgroup-wide reductions over GROUP invocations (prepended to kernels that reduce a row).
 // Every invocation of the workgroup must call them (they contain barriers), and each returns
-// the result to every invocation.
+// the result to every invocation as a uniform value.
 
-var<workgroup> reduce_buf: array<f32, 256>;
+var<workgroup> reduce_buf: array<f32, GROUP>;
 
 fn workgroup_sum(lid: u32, v: f32) -> f32 {
     reduce_buf[lid] = v;
     workgroupBarrier();
-    for (var s = 128u; s > 0u; s = s >> 1u) {
+    for (var s = GROUP / 2u; s > 0u; s = s >> 1u) {
         if (lid < s) {
             reduce_buf[lid] = reduce_buf[lid] + reduce_buf[lid + s];
         }
         workgroupBarrier();
     }
-    let r = reduce_buf[0];
+    // A uniform value (it may steer loops that hold barriers); the load ends with a barrier.
+    let r = workgroupUniformLoad(&reduce_buf[0]);
     workgroupBarrier();
     return r;
 }
@@ -21,13 +22,14 @@ fn workgroup_sum(lid: u32, v: f32) -> f32 {
 fn workgroup_max(lid: u32, v: f32) -> f32 {
     reduce_buf[lid] = v;
     workgroupBarrier();
-    for (var s = 128u; s > 0u; s = s >> 1u) {
+    for (var s = GROUP / 2u; s > 0u; s = s >> 1u) {
         if (lid < s) {
             reduce_buf[lid] = max(reduce_buf[lid], reduce_buf[lid + s]);
         }
         workgroupBarrier();
     }
-    let r = reduce_buf[0];
+    // A uniform value (it may steer loops that hold barriers); the load ends with a barrier.
+    let r = workgroupUniformLoad(&reduce_buf[0]);
     workgroupBarrier();
     return r;
 }

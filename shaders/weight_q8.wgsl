@@ -3,10 +3,11 @@
 //
 // Binding 2: wq     (rows, padded_k / 4) u32, byte j of a word = value 4*word + j, two's complement
 // Scales: weight_scales.wgsl (binding 5).
-// The including kernel provides `p.k` and `x`. Same functions as weight_float.wgsl.
+// The including kernel provides `p.k`. Same functions as weight_float.wgsl.
 
 @group(0) @binding(2) var<storage, read> wq: array<u32>;
 
+// Values in one packed word.
 const W_BLOCK: u32 = 4u;
 
 fn w_load(r: u32, c: u32) -> f32 {
@@ -14,15 +15,12 @@ fn w_load(r: u32, c: u32) -> f32 {
     return f32(extractBits(word, 8u * (c % 4u), 8u)) * w_scale(r, c);
 }
 
-fn w_block_dot(r: u32, blk: u32, xb: u32) -> f32 {
+fn w_block(r: u32, blk: u32) -> array<f32, W_BLOCK> {
     let word = bitcast<i32>(wq[r * w_groups() * 8u + blk]);
-    let c0 = blk * W_BLOCK;
-    var s = 0.0;
+    let scale = w_scale(r, blk * W_BLOCK);
+    var out: array<f32, W_BLOCK>;
     for (var j = 0u; j < W_BLOCK; j++) {
-        let c = c0 + j;
-        if (c < p.k) {
-            s += f32(extractBits(word, 8u * j, 8u)) * f32(x[xb + c]);
-        }
+        out[j] = f32(extractBits(word, 8u * j, 8u)) * scale;
     }
-    return s * w_scale(r, c0);
+    return out;
 }

@@ -163,7 +163,7 @@ async fn copy_ms(gpu: &Gpu, bytes: u64, iters: usize) -> Result<f64> {
     let time = |n: usize| {
         let mut enc = gpu.device.create_command_encoder(&Default::default());
         for _ in 0..n {
-            enc.copy_buffer_to_buffer(&ca.buffer, 0, &cb.buffer, 0, ca.buffer.size().min(cb.buffer.size()));
+            enc.copy_buffer_to_buffer(ca.buffer.buffer(), 0, cb.buffer.buffer(), 0, ca.buffer.size().min(cb.buffer.size()));
         }
         gpu.queue.submit([enc.finish()]);
     };
@@ -190,7 +190,7 @@ pub async fn run(gpu: &Gpu, elem: Elem, case: &Case, iters: usize) -> Result<Rep
             let kind = quant.map_or("dense", |q| q.name());
             let name = format!("{}_{kind}", if is_matvec { "matvec" } else { "matmul" });
             let bytes = wbytes + ((m * k + m * n) as f64) * es;
-            let launch: Launch = Box::new(move |rec| if is_matvec { rec.matvec(&x, &w, None) } else { rec.matmul(&x, &w, None) });
+            let launch: Launch = Box::new(move |rec| if is_matvec { rec.matvec(&x, &w, None, None) } else { rec.matmul(&x, &w, None, None) });
             (name, format!("m={m} k={k} n={n}"), bytes, 2.0 * (m * k * n) as f64, launch)
         }
         Case::RmsNorm { rows, cols } => {

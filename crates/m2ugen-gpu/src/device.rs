@@ -1,5 +1,6 @@
 //! The GPU: adapter and device creation with the features and limits the kernels need.
 
+use crate::buffer::{PoolMemory, Shared};
 use crate::pipeline::PipelineCache;
 use crate::{platform, Error, Result};
 use std::sync::{Arc, Mutex};
@@ -29,12 +30,15 @@ pub struct GpuOptions {
 }
 
 /// What the kernels need of a device, checked before it is created.
-const NEEDS: [(&str, fn(&wgpu::Limits) -> u64, u64); 5] = [
+/// (WebGPU's defaults, so every WebGPU device has them; they bound the kernels' sizes in
+/// `registry::sizes`.)
+const NEEDS: [(&str, fn(&wgpu::Limits) -> u64, u64); 6] = [
     ("maxComputeInvocationsPerWorkgroup", |l| l.max_compute_invocations_per_workgroup as u64, 256),
     ("maxComputeWorkgroupSizeX", |l| l.max_compute_workgroup_size_x as u64, 256),
-    ("maxComputeWorkgroupStorageSize", |l| l.max_compute_workgroup_storage_size as u64, 8192),
-    ("maxStorageBuffersPerShaderStage", |l| l.max_storage_buffers_per_shader_stage as u64, 5),
+    ("maxComputeWorkgroupStorageSize", |l| l.max_compute_workgroup_storage_size as u64, 16384),
+    ("maxStorageBuffersPerShaderStage", |l| l.max_storage_buffers_per_shader_stage as u64, 8),
     ("maxComputeWorkgroupsPerDimension", |l| l.max_compute_workgroups_per_dimension as u64, 65535),
+    ("maxUniformBufferBindingSize", |l| l.max_uniform_buffer_binding_size as u64, crate::params::PARAM_SLOT as u64),
 ];
 
 /// A GPU device with its queue, pipeline cache and error state.
@@ -50,10 +54,17 @@ pub struct Gpu {
     f16: bool,
     split_at: u64,
     pub(crate) cache: PipelineCache,
+    pub(crate) shared: Arc<Shared>,
     pub(crate) dummy: wgpu::Buffer,
+    /// Bound to writable bindings a launch leaves unused (one buffer may not be both read-only
+    /// and writable in one dispatch).
+    pub(crate) dummy_write: wgpu::Buffer,
+    /// The uniform buffer every recording's parameters go into, and its size.
+    pub(crate) params: Mutex<(wgpu::Buffer, u64)>,
+    /// Bytes between two ops' parameters (a slot, aligned for dynamic offsets).
+    pub(crate) param_stride: u64,
     errors: Arc<Mutex<Vec<String>>>,
     lost: Arc<Mutex<Option<String>>>,
-    pub(crate) counters: crate::stats::Counters,
 }
 
 impl Gpu {
@@ -116,26 +127,53 @@ impl Gpu {
                 }
             });
         }
-        let dummy = device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("unused binding"),
-            size: 16,
-            usage: wgpu::BufferUsages::STORAGE,
-            mapped_at_creation: false,
-        });
+        let shared = Shared::new(device.clone());
+        let dummy = shared.create("unused binding", 16, wgpu::BufferUsages::STORAGE);
+        let dummy_write = shared.create("unused writable binding", 16, wgpu::BufferUsages::STORAGE);
+        let param_stride = (crate::params::PARAM_SLOT as u64).next_multiple_of(limits.min_uniform_buffer_offset_alignment.max(16) as u64);
+        let params = shared.create("op parameters", 64 * param_stride, wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST);
         let split_at = options.split_at.unwrap_or(max_binding).min(max_binding);
-        Ok(Gpu { device, queue, info, limits, f16, split_at, cache: PipelineCache::default(), dummy, errors, lost, counters: Default::default() })
+        Ok(Gpu {
+            device,
+            queue,
+            info,
+            limits,
+            f16,
+            split_at,
+            cache: PipelineCache::default(),
+            shared,
+            dummy,
+            dummy_write,
+            params: Mutex::new((params, 64 * param_stride)),
+            param_stride,
+            errors,
+            lost,
+        })
     }
 
-    /// Creates a buffer, counted in [`Gpu::stats`].
-    pub fn create_buffer(&self, desc: &wgpu::BufferDescriptor) -> wgpu::Buffer {
-        crate::stats::Counters::add(&self.counters.buffers_created, 1);
-        crate::stats::Counters::add(&self.counters.bytes_created, desc.size);
-        self.device.create_buffer(desc)
+    /// Creates a buffer of its own (benchmarks' copies), counted in [`Gpu::stats`].
+    pub fn create_buffer(&self, label: &str, size: u64, usage: wgpu::BufferUsages) -> wgpu::Buffer {
+        self.shared.create(label, size, usage)
     }
 
     /// What the runtime has asked of the device so far.
     pub fn stats(&self) -> crate::GpuStats {
-        self.counters.snapshot()
+        self.shared.counters.snapshot()
+    }
+
+    /// Memory of the buffer pool (what recordings allocate): in use, peak, held.
+    pub fn pool_memory(&self) -> PoolMemory {
+        self.shared.memory()
+    }
+
+    /// Starts the pool's peak over from what is in use now.
+    pub fn reset_peak(&self) {
+        self.shared.reset_peak();
+    }
+
+    /// Frees the pool's idle buffers and the cached bind groups (after unloading a model).
+    pub fn trim(&self) {
+        self.shared.trim();
     }
 
     /// Whether f16 kernels can run.

@@ -76,6 +76,18 @@ pub enum Error {
         /// What was given.
         got: m2ugen_core::DType,
     },
+    /// A setting of an op is out of its range.
+    #[error("{op}: {setting} = {value} is out of range ({range})")]
+    Setting {
+        /// The op.
+        op: &'static str,
+        /// The setting.
+        setting: &'static str,
+        /// Its value, as given.
+        value: String,
+        /// The allowed range.
+        range: &'static str,
+    },
     /// A tensor that must sit in one binding is split across several.
     #[error("{op}: {what} ({bytes} bytes) is larger than one storage binding ({limit} bytes)")]
     TooLargeForBinding {

@@ -1,6 +1,7 @@
 //! The one pipeline cache: a compute pipeline and its bind group layout per
-//! (kernel, entry point, element type, binding layout).
+//! (kernel, entry point, element type, binding layout, pipeline constants).
 
+use crate::params::PARAM_SLOT;
 use crate::registry::{Elem, Kernel};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -8,7 +9,7 @@ use std::sync::{Arc, Mutex};
 /// How a binding is used.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Slot {
-    /// A uniform parameter block.
+    /// The parameter block: a uniform with a dynamic offset (binding 0).
     Uniform,
     /// A read-only storage buffer.
     Read,
@@ -20,7 +21,7 @@ pub enum Slot {
 pub type Layout = &'static [(u32, Slot)];
 
 /// What identifies a compiled pipeline.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct PipelineKey {
     /// The kernel family (and weight kind).
     pub kernel: Kernel,
@@ -30,6 +31,8 @@ pub struct PipelineKey {
     pub elem: Elem,
     /// The bindings.
     pub layout: Layout,
+    /// Values of the kernel's pipeline constants ([`Kernel::variant_names`], in order).
+    pub variant: [u32; 2],
 }
 
 /// A compiled pipeline with its explicit bind group layout.
@@ -80,29 +83,31 @@ impl PipelineCache {
                         Slot::Read => wgpu::BufferBindingType::Storage { read_only: true },
                         Slot::Write => wgpu::BufferBindingType::Storage { read_only: false },
                     },
-                    has_dynamic_offset: false,
-                    min_binding_size: None,
+                    has_dynamic_offset: slot == Slot::Uniform,
+                    min_binding_size: if slot == Slot::Uniform { wgpu::BufferSize::new(PARAM_SLOT as u64) } else { None },
                 },
                 count: None,
             })
             .collect();
-        let name = format!("{}::{}::{:?}", key.kernel.name(), key.entry, key.elem);
+        let variant: String = key.kernel.variant_names().iter().zip(key.variant).map(|(n, v)| format!(",{n}={v}")).collect();
+        let name = format!("{}::{}::{:?}{variant}", key.kernel.name(), key.entry, key.elem);
         let bind_group_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some(&name), entries: &entries });
         let layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
             label: Some(&name),
             bind_group_layouts: &[Some(&bind_group_layout)],
             immediate_size: 0,
         });
+        let constants: Vec<(&str, f64)> = key.kernel.variant_names().iter().zip(key.variant).map(|(&n, v)| (n, v as f64)).collect();
         let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(&name),
             layout: Some(&layout),
             module: &module,
             entry_point: Some(key.entry),
-            compilation_options: Default::default(),
+            compilation_options: wgpu::PipelineCompilationOptions { constants: &constants, ..Default::default() },
             cache: None,
         });
         let p = Arc::new(Pipeline { pipeline, bind_group_layout, name });
-        pipelines.insert(key.clone(), p.clone());
+        pipelines.insert(*key, p.clone());
         p
     }
 

@@ -1,5 +1,7 @@
 //! Tensors on the GPU, split into row chunks when larger than one storage binding.
 
+use crate::buffer::{Buf, Kind, Origin};
+use crate::stats::Counters;
 use crate::{platform, Error, Gpu, Result};
 use half::f16;
 use m2ugen_core::{split::row_chunks, DType};
@@ -10,8 +12,15 @@ use std::ops::Range;
 pub struct Chunk {
     /// The rows it holds.
     pub rows: Range<usize>,
-    /// The buffer.
-    pub buffer: wgpu::Buffer,
+    /// The buffer (pooled for what a recording makes).
+    pub buffer: Buf,
+}
+
+impl Chunk {
+    /// The plain buffer, for binding.
+    pub fn raw(&self) -> wgpu::Buffer {
+        self.buffer.buffer().clone()
+    }
 }
 
 /// A tensor on the GPU: shape, dtype and one buffer per chunk of rows. Rows are every dimension
@@ -73,7 +82,7 @@ impl GpuTensor {
     /// The buffer of a tensor that must sit in one binding, or an error naming `op` and `what`.
     pub fn single(&self, gpu: &Gpu, op: &'static str, what: &'static str) -> Result<wgpu::Buffer> {
         match self.chunks.as_slice() {
-            [one] => Ok(one.buffer.clone()),
+            [one] => Ok(one.raw()),
             _ => Err(Error::TooLargeForBinding { op, what, bytes: self.bytes(), limit: gpu.split_at() }),
         }
     }
@@ -81,39 +90,46 @@ impl GpuTensor {
 
 fn buffer_size(elems: usize, dtype: DType) -> u64 {
     // Copies need multiples of 4 bytes; bindings need a non-zero size.
-    ((elems * dtype.size()) as u64).div_ceil(4).max(4) * 4
+    ((elems * dtype.size()) as u64).div_ceil(4).max(1) * 4
+}
+
+/// Where a new tensor's buffers come from.
+#[derive(Clone, Copy)]
+pub(crate) enum Alloc {
+    /// Exact size, owned by the tensor (long-lived).
+    Exact,
+    /// From the pool, for recording `id`; `outputs` when an op writes it (may reuse what the
+    /// recording freed), not for uploads.
+    Pooled { id: u64, outputs: bool },
 }
 
 impl Gpu {
-    fn new_buffer(&self, label: &str, size: u64) -> wgpu::Buffer {
-        self.create_buffer(&wgpu::BufferDescriptor {
-            label: Some(label),
-            size,
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
-            mapped_at_creation: false,
-        })
-    }
-
-    /// A zero-filled tensor, split across bindings where needed.
-    pub fn zeros(&self, what: &str, shape: &[usize], dtype: DType) -> Result<GpuTensor> {
+    /// A tensor's buffers, split across bindings where needed; exact ones are zero-filled,
+    /// pooled ones hold whatever they held.
+    pub(crate) fn alloc(&self, what: &str, shape: &[usize], dtype: DType, alloc: Alloc) -> Result<GpuTensor> {
         let cols = shape.last().copied().unwrap_or(1);
         let rows: usize = shape[..shape.len().saturating_sub(1)].iter().product();
         let plan = row_chunks(what, rows, (cols * dtype.size()) as u64, self.split_at())?;
         let chunks = plan
             .into_iter()
-            .map(|r| Chunk { buffer: self.new_buffer(what, buffer_size(r.len() * cols, dtype)), rows: r })
+            .map(|r| {
+                let size = buffer_size(r.len() * cols, dtype);
+                let buffer = match alloc {
+                    Alloc::Exact => self.shared.exact(what, size),
+                    Alloc::Pooled { id, outputs } => self.shared.pooled(what, size, Kind::Storage, Origin::Recording(id), outputs),
+                };
+                Chunk { buffer, rows: r }
+            })
             .collect();
         Ok(GpuTensor { shape: shape.to_vec(), dtype, chunks })
     }
 
-    /// Uploads raw little-endian element bytes.
-    pub fn upload_bytes(&self, what: &str, shape: &[usize], dtype: DType, bytes: &[u8]) -> Result<GpuTensor> {
-        let numel: usize = shape.iter().product();
-        if bytes.len() != numel * dtype.size() {
-            return Err(m2ugen_core::Error::Length { what: format!("{what} bytes"), expected: numel * dtype.size(), got: bytes.len() }.into());
+    /// Writes raw element bytes into `t`'s chunks.
+    pub(crate) fn write(&self, t: &GpuTensor, what: &str, bytes: &[u8]) -> Result<()> {
+        if bytes.len() != t.numel() * t.dtype.size() {
+            return Err(m2ugen_core::Error::Length { what: format!("{what} bytes"), expected: t.numel() * t.dtype.size(), got: bytes.len() }.into());
         }
-        let t = self.zeros(what, shape, dtype)?;
-        let row_bytes = t.cols() * dtype.size();
+        let row_bytes = t.cols() * t.dtype.size();
         for c in &t.chunks {
             let data = &bytes[c.rows.start * row_bytes..c.rows.end * row_bytes];
             let mut padded;
@@ -125,22 +141,32 @@ impl Gpu {
                 &padded
             };
             if !data.is_empty() {
-                self.queue.write_buffer(&c.buffer, 0, data);
+                self.queue.write_buffer(c.buffer.buffer(), 0, data);
             }
         }
+        Ok(())
+    }
+
+    /// A zero-filled tensor of its own (long-lived: caches, tables), split across bindings where
+    /// needed.
+    pub fn zeros(&self, what: &str, shape: &[usize], dtype: DType) -> Result<GpuTensor> {
+        self.alloc(what, shape, dtype, Alloc::Exact)
+    }
+
+    /// Uploads raw little-endian element bytes into a tensor of its own.
+    pub fn upload_bytes(&self, what: &str, shape: &[usize], dtype: DType, bytes: &[u8]) -> Result<GpuTensor> {
+        let numel: usize = shape.iter().product();
+        if bytes.len() != numel * dtype.size() {
+            return Err(m2ugen_core::Error::Length { what: format!("{what} bytes"), expected: numel * dtype.size(), got: bytes.len() }.into());
+        }
+        let t = self.zeros(what, shape, dtype)?;
+        self.write(&t, what, bytes)?;
         Ok(t)
     }
 
     /// Uploads f32 values as a tensor of `dtype` (f32 or f16).
     pub fn upload(&self, what: &str, shape: &[usize], dtype: DType, data: &[f32]) -> Result<GpuTensor> {
-        match dtype {
-            DType::F32 => self.upload_bytes(what, shape, dtype, bytemuck::cast_slice(data)),
-            DType::F16 => {
-                let h: Vec<f16> = data.iter().map(|&v| f16::from_f32(v)).collect();
-                self.upload_bytes(what, shape, dtype, bytemuck::cast_slice(&h))
-            }
-            DType::U32 => Err(Error::DType { op: "upload", what: "values", expected: "f32 or f16", got: dtype }),
-        }
+        self.upload_bytes(what, shape, dtype, &values_as(dtype, data, what)?)
     }
 
     /// Uploads u32 values (token ids).
@@ -153,12 +179,7 @@ impl Gpu {
         let row_bytes = t.cols() * t.dtype.size();
         let total = t.numel() * t.dtype.size();
         let size = (total as u64).div_ceil(4).max(1) * 4;
-        let staging = self.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("readback"),
-            size,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
+        let staging = self.shared.pooled("readback", size, Kind::Readback, Origin::Outside, false);
         let mut encoder = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("readback") });
         for c in &t.chunks {
             let bytes = (c.rows.len() * row_bytes) as u64;
@@ -166,28 +187,27 @@ impl Gpu {
             // Copies move whole words; an f16 chunk of odd length ends mid-word only in the last chunk.
             let bytes = bytes.div_ceil(4) * 4;
             if bytes > 0 {
-                encoder.copy_buffer_to_buffer(&c.buffer, 0, &staging, offset, bytes.min(size - offset));
+                encoder.copy_buffer_to_buffer(c.buffer.buffer(), 0, staging.buffer(), offset, bytes.min(size - offset));
             }
         }
         self.queue.submit([encoder.finish()]);
-        crate::stats::Counters::add(&self.counters.submits, 1);
-        crate::stats::Counters::add(&self.counters.bytes_read_back, total as u64);
+        Counters::add(&self.shared.counters.submits, 1);
+        Counters::add(&self.shared.counters.bytes_read_back, total as u64);
         let (tx, rx) = futures_channel::oneshot::channel();
-        staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
+        staging.buffer().slice(..size).map_async(wgpu::MapMode::Read, move |r| {
             let _ = tx.send(r);
         });
         let mapped = platform::wait(&self.device, rx, "readback").await?;
         // A failed map is most often a lost device: report that first.
         self.check("readback")?;
         mapped.map_err(|e| Error::Readback { what: format!("{:?}", t.shape), message: e.to_string() })?;
-        let view = staging
-            .slice(..)
-            .get_mapped_range()
-            .map_err(|e| Error::Readback { what: format!("{:?}", t.shape), message: e.to_string() })?;
-        let out = view[..total].to_vec();
-        drop(view);
-        staging.unmap();
-        Ok(out)
+        let out = match staging.buffer().slice(..size).get_mapped_range() {
+            Ok(view) => Ok(view[..total].to_vec()),
+            Err(e) => Err(Error::Readback { what: format!("{:?}", t.shape), message: e.to_string() }),
+        };
+        // Unmapped before it goes back to the pool, also when the view failed.
+        staging.buffer().unmap();
+        out
     }
 
     /// Reads an f32 or f16 tensor back as f32.
@@ -203,5 +223,17 @@ impl Gpu {
     /// Reads a u32 tensor back.
     pub async fn read_u32(&self, t: &GpuTensor) -> Result<Vec<u32>> {
         Ok(bytemuck::pod_collect_to_vec::<u8, u32>(&self.read_bytes(t).await?))
+    }
+}
+
+/// f32 values as the bytes of `dtype` (f32 or f16).
+pub(crate) fn values_as(dtype: DType, data: &[f32], what: &str) -> Result<Vec<u8>> {
+    match dtype {
+        DType::F32 => Ok(bytemuck::cast_slice(data).to_vec()),
+        DType::F16 => Ok(data.iter().flat_map(|&v| f16::from_f32(v).to_le_bytes()).collect()),
+        DType::U32 => {
+            let _ = what;
+            Err(Error::DType { op: "upload", what: "values", expected: "f32 or f16", got: dtype })
+        }
     }
 }

@@ -61,7 +61,9 @@ gpu_test!(async fn unary_ops_over_a_wide_range(gpu, elem) {
             rec.submit()?;
             let reference = match op {
                 Unary::Silu => cpu::silu(&x),
+                Unary::Sigmoid => cpu::sigmoid(&x),
                 Unary::Gelu => cpu::gelu(&x),
+                Unary::GeluTanh => cpu::gelu_tanh(&x),
                 Unary::Elu => cpu::elu(&x),
                 Unary::Tanh => cpu::tanh(&x),
                 Unary::Relu => cpu::relu(&x),
@@ -131,7 +133,7 @@ gpu_test!(async fn embedding_gathers_rows_and_zeroes_unknown_ids(gpu, elem) {
         let tt = upload(gpu, elem, &[vocab, dim], &table)?;
         let tids = gpu.upload_u32("ids", &[ids.len()], &ids)?;
         let mut rec = Recorder::new(gpu);
-        let y = rec.embedding(&tt, &tids)?;
+        let y = rec.gather_rows(&tt, &tids)?;
         rec.submit()?;
         assert_close("embedding", &gpu.read(&y).await?, &cpu::embedding(&table, dim, &ids), Tol::of(elem), &[ids.len(), dim])?;
     }
@@ -154,9 +156,9 @@ async fn check_products(gpu: &Gpu, elem: Elem, seed: u64, shapes: &[(usize, usiz
         }
         for (name, weight, w_ref) in &weights {
             let mut rec = Recorder::new(gpu);
-            let mm = rec.matmul(&tx, weight, Some(&tbias))?;
-            let mm_plain = rec.matmul(&tx, weight, None)?;
-            let mv = rec.matvec(&tx, weight, Some(&tbias))?;
+            let mm = rec.matmul(&tx, weight, Some(&tbias), None)?;
+            let mm_plain = rec.matmul(&tx, weight, None, None)?;
+            let mv = rec.matvec(&tx, weight, Some(&tbias), None)?;
             rec.submit()?;
             let shape = [m, k, n];
             let tol = Tol::for_sums(elem, k);
@@ -170,7 +172,53 @@ async fn check_products(gpu: &Gpu, elem: Elem, seed: u64, shapes: &[(usize, usiz
 }
 
 gpu_test!(async fn matmul_and_matvec_small_and_odd(gpu, elem) {
-    check_products(gpu, elem, 7, &[(1, 1, 1), (7, 63, 65), (1, 1000, 7), (3, 33, 1)]).await
+    check_products(gpu, elem, 7, &[(1, 1, 1), (7, 63, 65), (1, 1000, 7), (3, 33, 1), (8, 40, 9), (11, 17, 33)]).await
+});
+
+// The products with a residual added in the same launch, for matvec at every batch size up to
+// past its group of 8 rows and for matmul, every weight type, against the CPU product plus the
+// residual.
+gpu_test!(async fn products_with_a_residual_at_every_batch_size(gpu, elem) {
+    let mut rng = Rng::new(9);
+    for &(m, k, n) in &[(1, 64, 48), (2, 33, 7), (3, 100, 65), (5, 64, 64), (8, 40, 17), (9, 65, 31), (70, 37, 66)] {
+        let x = random(&mut rng, elem, m * k, 1.5);
+        let w = random(&mut rng, elem, n * k, 1.0);
+        let bias = random(&mut rng, elem, n, 1.0);
+        let res = random(&mut rng, elem, m * n, 1.0);
+        let (tx, tbias, tres) = (upload(gpu, elem, &[m, k], &x)?, upload(gpu, elem, &[n], &bias)?, upload(gpu, elem, &[m, n], &res)?);
+        let mut weights = vec![("dense", Weight::Dense(upload(gpu, elem, &[n, k], &w)?), w.clone())];
+        for format in [QuantFormat::Q8, QuantFormat::Q4] {
+            let q = quantize(format, n, k, &w)?;
+            weights.push((format.name(), gpu.upload_quant("w", &q)?, dequantize(&q)));
+        }
+        for (name, weight, w_ref) in &weights {
+            let mut rec = Recorder::new(gpu);
+            let mv = rec.matvec(&tx, weight, Some(&tbias), Some(&tres))?;
+            let mm = rec.matmul(&tx, weight, None, Some(&tres))?;
+            let auto = rec.linear_residual(&tx, weight, Some(&tbias), Some(&tres))?;
+            rec.submit()?;
+            let tol = Tol::for_sums(elem, k);
+            let with_bias = cpu::add(&cpu::matmul(&x, w_ref, Some(&bias), m, k, n), &res);
+            assert_close(&format!("matvec + residual {name}"), &gpu.read(&mv).await?, &with_bias, tol, &[m, k, n])?;
+            assert_close(&format!("matmul + residual {name}"), &gpu.read(&mm).await?, &cpu::add(&cpu::matmul(&x, w_ref, None, m, k, n), &res), tol, &[m, k, n])?;
+            assert_close(&format!("linear + residual {name}"), &gpu.read(&auto).await?, &with_bias, tol, &[m, k, n])?;
+        }
+    }
+    Ok(())
+});
+
+gpu_test!(async fn the_swiglu_gate_of_two_halves(gpu, elem) {
+    let mut rng = Rng::new(10);
+    for &(rows, h) in &[(1, 1), (3, 7), (5, 300)] {
+        let x = random(&mut rng, elem, rows * 2 * h, 4.0);
+        let t = upload(gpu, elem, &[rows, 2 * h], &x)?;
+        let mut rec = Recorder::new(gpu);
+        let y = rec.swiglu(&t)?;
+        rec.submit()?;
+        let want: Vec<f32> = x.chunks(2 * h).flat_map(|r| cpu::mul(&cpu::silu(&r[..h]), &r[h..])).collect();
+        assert_close("swiglu", &gpu.read(&y).await?, &want, Tol::of(elem), &[rows, h])?;
+    }
+    Ok(())
 });
 
 gpu_test!(async fn matmul_and_matvec_across_tiles(gpu, elem) {

@@ -3,48 +3,133 @@
 use m2ugen_core::cpu;
 use m2ugen_core::quant::{dequantize, quantize, QuantFormat};
 use m2ugen_core::rng::Rng;
+use m2ugen_core::StoredType;
 use m2ugen_gpu::{Recorder, Weight};
-use m2ugen_models::layers::{FeedForward, Linear, RmsNorm};
+use m2ugen_models::layers::{FeedForward, Linear, MultiHeadAttention, RmsNorm};
+use m2ugen_models::Store;
 use m2ugen_tests::{assert_close, gpu_test, round_to, Tol};
+
+/// Stores a linear layer `name` of `(out, inp)` with a bias, as the weight type asks; returns
+/// the weight the products see (dequantized) and the bias.
+fn store_linear(gpu: &m2ugen_gpu::Gpu, store: &mut Store, rng: &mut Rng, elem: m2ugen_gpu::registry::Elem, name: &str, out: usize, inp: usize, quant: Option<QuantFormat>) -> anyhow::Result<(Vec<f32>, Vec<f32>)> {
+    let w = round_to(elem, &rng.vec(out * inp, -0.3, 0.3));
+    let b = round_to(elem, &rng.vec(out, -0.1, 0.1));
+    store.insert_f32(gpu, &format!("{name}.bias"), &[out], &b)?;
+    Ok(match quant {
+        None => {
+            store.insert_f32(gpu, &format!("{name}.weight"), &[out, inp], &w)?;
+            (w, b)
+        }
+        Some(f) => {
+            let q = quantize(f, out, inp, &w)?;
+            let bytes: Vec<u8> = q.q.iter().chain(&q.scales).flat_map(|v| v.to_le_bytes()).collect();
+            store.insert(gpu, &format!("{name}.weight"), &[out, inp], if f == QuantFormat::Q8 { StoredType::Q8 } else { StoredType::Q4 }, &bytes)?;
+            (dequantize(&q), b)
+        }
+    })
+}
 
 gpu_test!(async fn swiglu_feed_forward_after_rms_norm_matches_the_cpu(gpu, elem) {
     let mut rng = Rng::new(21);
     let dt = elem.dtype();
-    for &(rows, dim, hidden, quant) in &[(1, 64, 192, None), (5, 63, 100, Some(QuantFormat::Q4)), (9, 64, 192, Some(QuantFormat::Q8))] {
+    for &(rows, dim, hidden, quant) in &[(1, 64, 192, None), (5, 63, 100, Some(QuantFormat::Q4)), (9, 64, 192, Some(QuantFormat::Q8)), (3, 32, 40, None)] {
         let x = round_to(elem, &rng.vec(rows * dim, -1.0, 1.0));
         let norm_w = round_to(elem, &rng.vec(dim, 0.5, 1.5));
-        let mut make = |out: usize, inp: usize| -> anyhow::Result<(Linear, Vec<f32>, Vec<f32>)> {
-            let w = round_to(elem, &rng.vec(out * inp, -0.3, 0.3));
-            let b = round_to(elem, &rng.vec(out, -0.1, 0.1));
-            let bias = Some(gpu.upload("bias", &[out], dt, &b)?);
-            Ok(match quant {
-                None => (Linear { weight: Weight::Dense(gpu.upload("w", &[out, inp], dt, &w)?), bias }, w, b),
-                Some(f) => {
-                    let q = quantize(f, out, inp, &w)?;
-                    (Linear { weight: gpu.upload_quant("w", &q)?, bias }, dequantize(&q), b)
-                }
-            })
-        };
-        let (w1, w1r, b1) = make(hidden, dim)?;
-        let (w2, w2r, b2) = make(dim, hidden)?;
-        let (w3, w3r, b3) = make(hidden, dim)?;
-        let ffn = FeedForward { w1, w2, w3 };
+        let mut store = Store::new(dt);
+        let (w1r, b1) = store_linear(gpu, &mut store, &mut rng, elem, "ffn.w1", hidden, dim, quant)?;
+        let (w2r, b2) = store_linear(gpu, &mut store, &mut rng, elem, "ffn.w2", dim, hidden, quant)?;
+        let (w3r, b3) = store_linear(gpu, &mut store, &mut rng, elem, "ffn.w3", hidden, dim, quant)?;
+        let ffn = FeedForward::load(gpu, &mut store, "ffn", dim, hidden, true)?;
+        // w1 and w3 went into the fused product and out of the store; w2 stays (shared).
+        anyhow::ensure!(!store.has("ffn.w1.weight") && !store.has("ffn.w3.bias") && store.has("ffn.w2.weight"), "the fused parts should have left the store");
         let norm = RmsNorm { weight: gpu.upload("norm", &[dim], dt, &norm_w)?, eps: 1e-5 };
         let tx = gpu.upload("x", &[rows, dim], dt, &x)?;
         let mut rec = Recorder::new(gpu);
         let normed = norm.forward(&mut rec, &tx)?;
-        let y = ffn.forward(&mut rec, &normed)?;
+        let plain = ffn.forward(&mut rec, &normed, None)?;
+        let with_residual = ffn.forward(&mut rec, &normed, Some(&tx))?;
         rec.submit()?;
 
         let n = round_to(elem, &cpu::rms_norm(&x, &norm_w, dim, 1e-5));
-        let gate = round_to(elem, &cpu::silu(&round_to(elem, &cpu::matmul(&n, &w1r, Some(&b1), rows, dim, hidden))));
+        let gate = cpu::silu(&round_to(elem, &cpu::matmul(&n, &w1r, Some(&b1), rows, dim, hidden)));
         let up = round_to(elem, &cpu::matmul(&n, &w3r, Some(&b3), rows, dim, hidden));
-        let h = round_to(elem, &cpu::mul(&gate, &up));
+        let h = cpu::mul(&gate, &up);
         let reference = cpu::matmul(&h, &w2r, Some(&b2), rows, hidden, dim);
         // Three chained products: four times the bound of one.
         let tol = Tol::for_sums(elem, hidden);
         let tol = Tol { atol: tol.atol * 4.0, rtol: tol.rtol * 4.0 };
-        assert_close("rms_norm + SwiGLU", &gpu.read(&y).await?, &reference, tol, &[rows, dim, hidden])?;
+        assert_close("rms_norm then SwiGLU", &gpu.read(&plain).await?, &reference, tol, &[rows, dim, hidden])?;
+        assert_close("SwiGLU with the residual added", &gpu.read(&with_residual).await?, &cpu::add(&reference, &x), tol, &[rows, dim, hidden])?;
     }
+    Ok(())
+});
+
+gpu_test!(async fn fused_linear_layers_equal_the_separate_ones(gpu, elem) {
+    // q|k|v of unequal widths (grouped-query), on a device that splits at 1 KiB so the fused
+    // weight spans chunks the parts did not.
+    let f16 = if elem == m2ugen_gpu::registry::Elem::F16 { m2ugen_gpu::F16Mode::Require } else { m2ugen_gpu::F16Mode::Auto };
+    let _ = gpu;
+    let gpu = &m2ugen_tests::gpu_with(m2ugen_gpu::GpuOptions { f16, split_at: Some(1024), ..Default::default() }).await;
+    let mut rng = Rng::new(22);
+    let (rows, dim) = (3, 40);
+    for quant in [None, Some(QuantFormat::Q8), Some(QuantFormat::Q4)] {
+        let mut store = Store::new(elem.dtype());
+        let parts = [("q", 24), ("k", 8), ("v", 8)];
+        let mut refs = Vec::new();
+        for (name, out) in parts {
+            refs.push(store_linear(gpu, &mut store, &mut rng, elem, name, out, dim, quant)?);
+        }
+        let x = round_to(elem, &rng.vec(rows * dim, -1.0, 1.0));
+        let tx = gpu.upload("x", &[rows, dim], elem.dtype(), &x)?;
+        let fused = Linear::load_fused(gpu, &mut store, &[("q", 24), ("k", 8), ("v", 8)], dim)?;
+        if let Weight::Quant(q) = &fused.weight {
+            anyhow::ensure!(q.chunks.len() > 1, "the fused weight should be split");
+        }
+        let mut rec = Recorder::new(gpu);
+        let y = fused.forward(&mut rec, &tx)?;
+        rec.submit()?;
+        let expected: Vec<f32> = (0..rows)
+            .flat_map(|r| refs.iter().zip(parts).flat_map(|((w, b), (_, out))| cpu::matmul(&x[r * dim..(r + 1) * dim], w, Some(b), 1, dim, out)).collect::<Vec<_>>())
+            .collect();
+        assert_close(&format!("fused q|k|v {quant:?}"), &gpu.read(&y).await?, &expected, Tol::for_sums(elem, dim), &[rows, dim])?;
+    }
+    Ok(())
+});
+
+gpu_test!(async fn multi_head_attention_self_and_cross(gpu, elem) {
+    // PyTorch's in_proj layout split into q and k|v; self-attention, and cross-attention whose
+    // keys and values are computed once and reused.
+    let mut rng = Rng::new(23);
+    let (dim, heads, rows, mem_rows) = (16, 2, 5, 7);
+    let dt = elem.dtype();
+    let mut store = Store::new(dt);
+    let w_in = round_to(elem, &rng.vec(3 * dim * dim, -0.4, 0.4));
+    let b_in = round_to(elem, &rng.vec(3 * dim, -0.1, 0.1));
+    let w_out = round_to(elem, &rng.vec(dim * dim, -0.4, 0.4));
+    let b_out = round_to(elem, &rng.vec(dim, -0.1, 0.1));
+    store.insert_f32(gpu, "mha.in_proj_weight", &[3 * dim, dim], &w_in)?;
+    store.insert_f32(gpu, "mha.in_proj_bias", &[3 * dim], &b_in)?;
+    store.insert_f32(gpu, "mha.out_proj.weight", &[dim, dim], &w_out)?;
+    store.insert_f32(gpu, "mha.out_proj.bias", &[dim], &b_out)?;
+    let mha = MultiHeadAttention::load_pytorch(gpu, &store, "mha", dim, heads)?;
+    let x = round_to(elem, &rng.vec(rows * dim, -1.0, 1.0));
+    let mem = round_to(elem, &rng.vec(mem_rows * dim, -1.0, 1.0));
+    let (tx, tm) = (gpu.upload("x", &[rows, dim], dt, &x)?, gpu.upload("memory", &[mem_rows, dim], dt, &mem)?);
+    let mut rec = Recorder::new(gpu);
+    let own = mha.forward(&mut rec, &tx, None)?;
+    let kv = mha.keys(&mut rec, &tm)?;
+    let cross = mha.attend(&mut rec, &tx, &kv, None)?;
+    let cross_again = mha.attend(&mut rec, &tx, &kv, Some(&tx))?;
+    rec.submit()?;
+    let proj = |input: &[f32], n: usize, part: usize| cpu::matmul(input, &w_in[part * dim * dim..(part + 1) * dim * dim], Some(&b_in[part * dim..(part + 1) * dim]), n, dim, dim);
+    let reference = |queries: &[f32], source: &[f32], n: usize| {
+        let a = cpu::attention(&round_to(elem, &proj(queries, rows, 0)), &round_to(elem, &proj(source, n, 1)), &round_to(elem, &proj(source, n, 2)), rows, n, heads, heads, dim / heads, None);
+        cpu::matmul(&round_to(elem, &a), &w_out, Some(&b_out), rows, dim, dim)
+    };
+    let tol = Tol { atol: Tol::for_sums(elem, dim).atol * 3.0, rtol: Tol::of(elem).rtol * 3.0 };
+    assert_close("self-attention", &gpu.read(&own).await?, &reference(&x, &x, rows), tol, &[rows, dim])?;
+    let c = reference(&x, &mem, mem_rows);
+    assert_close("cross-attention", &gpu.read(&cross).await?, &c, tol, &[rows, mem_rows, dim])?;
+    assert_close("cross-attention with a residual", &gpu.read(&cross_again).await?, &cpu::add(&c, &x), tol, &[rows, mem_rows, dim])?;
     Ok(())
 });

@@ -6,6 +6,9 @@
 wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
 
 mod attention;
+mod conv;
+mod copy;
 mod kernels;
 mod layers;
 mod runtime;
+mod sample;

@@ -37,7 +37,7 @@ gpu_test!(async fn tensors_split_across_bindings_give_the_same_results(gpu, elem
     assert_close("split softmax", &gpu.read(&soft).await?, &cpu::softmax(&x, cols), tol, &shape)?;
 
     // RoPE over a split (seq, heads, head_dim): rows of chunks past the first keep their positions.
-    let (seq, heads, head_dim) = (17, 3, 16);
+    let (seq, heads, head_dim) = (23, 3, 8);
     let r = round_to(elem, &rng.vec(seq * heads * head_dim, -1.0, 1.0));
     let tr = gpu.upload("q", &[seq, heads, head_dim], dt, &r)?;
     ensure!(tr.chunks().len() > 1, "rope input should be split");
@@ -64,10 +64,10 @@ gpu_test!(async fn tensors_split_across_bindings_give_the_same_results(gpu, elem
     let table = gpu.upload("table", &[n, k], dt, &ws)?;
     ensure!(table.chunks().len() > 1, "table should be split");
     let mut rec = Recorder::new(gpu);
-    let mm = rec.matmul(&txs, &dense, None)?;
-    let mv = rec.matvec(&txs, &dense, None)?;
-    let mq = rec.matvec(&txs, &quant, None)?;
-    let emb = rec.embedding(&table, &tids)?;
+    let mm = rec.matmul(&txs, &dense, None, None)?;
+    let mv = rec.matvec(&txs, &dense, None, None)?;
+    let mq = rec.matvec(&txs, &quant, None, None)?;
+    let emb = rec.gather_rows(&table, &tids)?;
     rec.submit()?;
     let tol_k = Tol::for_sums(elem, k);
     let reference = cpu::matmul(&xs, &ws, None, m, k, n);
@@ -86,7 +86,7 @@ gpu_test!(async fn mismatched_inputs_are_named(gpu, elem) {
     let e = rec.add(&a, &b).unwrap_err().to_string();
     ensure!(e.contains("add: b has shape [4]"), "unexpected message: {e}");
     let w = Weight::Dense(gpu.upload("w", &[5, 4], dt, &[0.0; 20])?);
-    let e = rec.matvec(&a, &w, None).unwrap_err().to_string();
+    let e = rec.matvec(&a, &w, None, None).unwrap_err().to_string();
     ensure!(e.contains("matvec: x has shape [2, 3]") && e.contains("in_features"), "unexpected message: {e}");
     let ids = gpu.upload_u32("ids", &[2], &[0, 1])?;
     let e = rec.softmax(&ids).unwrap_err().to_string();
@@ -140,3 +140,84 @@ async fn a_browser_without_webgpu_is_told_so() {
         Ok(_) => panic!("expected NoWebGpu, got a device"),
     }
 }
+
+gpu_test!(async fn a_repeated_step_creates_no_buffers_or_bind_groups_once_warm(gpu, elem) {
+    // The shape of a decoding step: small per-step uploads, a gather, products, a norm, a
+    // choice of tokens read back.
+    let mut rng = Rng::new(12);
+    let dt = elem.dtype();
+    let table = gpu.upload("table", &[50, 24], dt, &rng.vec(50 * 24, -1.0, 1.0))?;
+    let w = Weight::Dense(gpu.upload("w", &[50, 24], dt, &rng.vec(50 * 24, -1.0, 1.0))?);
+    let g = gpu.upload("g", &[24], dt, &rng.vec(24, 0.5, 1.5))?;
+    let (table, w, g) = (&table, &w, &g);
+    let step = |ids: [u32; 2]| async move {
+        let mut rec = Recorder::new(gpu);
+        let t = rec.upload_u32("ids", &[2], &ids)?;
+        let x = rec.gather_rows(table, &t)?;
+        let y = rec.unary(Unary::Gelu, &x)?;
+        let normed = rec.rms_norm(&y, g, 1e-5)?;
+        let logits = rec.linear(&normed, w, None)?;
+        let chosen = rec.choose_tokens(&logits, &m2ugen_gpu::Choose::Greedy, &[])?;
+        rec.submit()?;
+        Ok::<_, anyhow::Error>(gpu.read_u32(&chosen).await?)
+    };
+    let first = step([3, 4]).await?;
+    let before = gpu.stats();
+    let again = step([3, 4]).await?;
+    let other = step([9, 1]).await?;
+    let d = gpu.stats() - before;
+    ensure!(again == first, "the same step gave {again:?} then {first:?}");
+    ensure!(other != first || other == vec![0, 0], "different ids should change the answer");
+    ensure!(d.buffers_created == 0 && d.bind_groups_created == 0, "two warm steps created {} buffers and {} bind groups", d.buffers_created, d.bind_groups_created);
+    ensure!(d.dispatches == 10 && d.bytes_read_back == 16, "two steps: {} dispatches, {} bytes read back", d.dispatches, d.bytes_read_back);
+    Ok(())
+});
+
+gpu_test!(async fn a_recording_reuses_what_it_frees(gpu, elem) {
+    // Twelve ops in a chain over a 64 KiB tensor: only the live ones hold memory.
+    let dt = elem.dtype();
+    let n = 16384;
+    let x = gpu.upload("x", &[n], dt, &vec![0.5; n])?;
+    let bytes = (n * dt.size()) as u64;
+    gpu.reset_peak();
+    let start = gpu.pool_memory().in_use;
+    let mut rec = Recorder::new(gpu);
+    let mut y = rec.unary(Unary::Tanh, &x)?;
+    for _ in 0..11 {
+        y = rec.unary(Unary::Tanh, &y)?;
+    }
+    rec.submit()?;
+    let peak = gpu.pool_memory().peak - start;
+    ensure!(peak <= 2 * bytes, "a chain of 12 ops peaked at {peak} bytes, more than two of its {bytes}-byte tensors");
+    let mut expected = vec![0.5f32; n];
+    for _ in 0..12 {
+        expected = cpu::tanh(&round_to(elem, &expected));
+    }
+    assert_close("tanh chain", &gpu.read(&y).await?, &round_to(elem, &expected), Tol::of(elem), &[n])?;
+    drop(y);
+    ensure!(gpu.pool_memory().in_use == start, "everything freed should be back in the pool");
+    Ok(())
+});
+
+gpu_test!(async fn uploads_never_land_in_buffers_the_recording_still_reads(gpu, elem) {
+    // t1 is freed before the op that reads it runs on the GPU; an upload of the same size in
+    // the same recording must not take its buffer (the upload is written before the whole
+    // submission runs).
+    let dt = elem.dtype();
+    let x = gpu.upload("x", &[64], dt, &(0..64).map(|i| i as f32 / 64.0).collect::<Vec<_>>())?;
+    let table = gpu.upload("table", &[64, 1], dt, &(0..64).map(|i| i as f32).collect::<Vec<_>>())?;
+    let mut rec = Recorder::new(gpu);
+    let t1 = rec.unary(Unary::Relu, &x)?;
+    let t2 = rec.unary(Unary::Relu, &t1)?;
+    drop(t1);
+    let ids = rec.upload_u32("ids", &[64], &(0..64).rev().collect::<Vec<u32>>())?;
+    let picked = rec.gather_rows(&table, &ids)?;
+    // An abandoned recording hands its buffers back too.
+    let abandoned = Recorder::new(gpu);
+    drop(abandoned);
+    rec.submit()?;
+    let want: Vec<f32> = (0..64).map(|i| i as f32 / 64.0).collect();
+    assert_close("the value read after its tensor was freed", &gpu.read(&t2).await?, &round_to(elem, &want), Tol { atol: 0.0, rtol: 0.0 }, &[64])?;
+    assert_close("the upload", &gpu.read(&picked).await?, &(0..64).rev().map(|i| i as f32).collect::<Vec<_>>(), Tol { atol: 0.0, rtol: 0.0 }, &[64])?;
+    Ok(())
+});

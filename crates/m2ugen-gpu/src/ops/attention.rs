@@ -1,21 +1,21 @@
-use super::{elem_of, expect_dtype};
+use super::{elem_of, expect_dtype, u32_of};
+use crate::params::AttentionParams;
 use crate::pipeline::Layout;
 use crate::pipeline::Slot::{Read, Uniform, Write};
-use crate::recorder::grid;
-use crate::registry::Kernel;
+use crate::recorder::Dispatch;
+use crate::registry::{sizes, Kernel};
 use crate::{Error, GpuTensor, Recorder, Result};
 use m2ugen_core::DType;
 use std::ops::Range;
 
-const PREFILL: Layout = &[(0, Uniform), (1, Read), (2, Read), (3, Read), (4, Write)];
-const SPLIT: Layout = &[(0, Uniform), (1, Read), (2, Read), (3, Read), (5, Read), (7, Write)];
-const COMBINE: Layout = &[(0, Uniform), (4, Write), (6, Read)];
-const KV_WRITE: Layout = &[(0, Uniform), (1, Read), (4, Write), (5, Read)];
+const PREFILL: Layout = &[(0, Uniform), (1, Read), (2, Read), (3, Read), (4, Write), (8, Read), (9, Read)];
+const SPLIT: Layout = &[(0, Uniform), (1, Read), (2, Read), (3, Read), (4, Write), (5, Read), (7, Write), (8, Read), (9, Read)];
+const COMBINE: Layout = &[(0, Uniform), (4, Write), (6, Read), (9, Read)];
 
-/// Largest head the attention kernels take (`attention.wgsl`'s `MAX_HEAD`).
-pub const MAX_HEAD_DIM: usize = 128;
-/// Keys one workgroup of the decode kernel covers (`attention.wgsl`'s `SPLIT`).
-pub const DECODE_SPLIT: usize = 256;
+/// Largest head the attention kernels take.
+pub const MAX_HEAD_DIM: usize = sizes::MAX_HEAD as usize;
+/// Keys one workgroup of the decode kernel covers.
+pub const DECODE_SPLIT: usize = sizes::DECODE_SPLIT as usize;
 
 /// Head geometry of an attention.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,38 +45,116 @@ impl<'a> Heads<'a> {
     }
 }
 
-/// Parameters as `attention.wgsl`'s `Params`.
-struct Params {
-    q_rows: usize,
-    kv_len: usize,
-    kv_row0: usize,
-    causal: Option<usize>,
-    q: (usize, usize),
-    kv: (usize, usize, usize),
-    splits: usize,
+/// An additive bias on the attention scores (f32): score `(item, head, query row, key)` gets
+/// `tensor[item * per_item + head * per_head + row * per_row + key]`; a zero stride repeats.
+/// Mask with a large negative number (-1e30), not -inf.
+#[derive(Clone, Copy)]
+pub struct Bias<'a> {
+    /// The values.
+    pub tensor: &'a GpuTensor,
+    /// Stride per batch item (decode: per query row).
+    pub per_item: usize,
+    /// Stride per head.
+    pub per_head: usize,
+    /// Stride per query row (prefill).
+    pub per_row: usize,
 }
 
-impl Params {
-    fn words(&self, shape: HeadShape) -> [u32; 16] {
-        let scale = 1.0 / (shape.head_dim as f32).sqrt();
-        [
-            self.q_rows as u32,
-            shape.heads as u32,
-            shape.kv_heads as u32,
-            shape.head_dim as u32,
-            self.kv_len as u32,
-            self.kv_row0 as u32,
-            self.causal.is_some() as u32,
-            self.causal.unwrap_or(0) as u32,
-            scale.to_bits(),
-            self.q.0 as u32,
-            self.q.1 as u32,
-            self.kv.0 as u32,
-            self.kv.1 as u32,
-            self.kv.2 as u32,
-            self.splits as u32,
-            0,
-        ]
+/// Rows added to the attention's output after normalising: output row `r` gets row
+/// `first + r * step` of `tensor` (`(rows, heads * head_dim)`; `step` 0 adds one row to all).
+#[derive(Clone, Copy)]
+pub struct Addend<'a> {
+    tensor: &'a GpuTensor,
+    first: usize,
+    step: usize,
+}
+
+/// An attention over a block of queries (the prefill kernel): queries, keys and values, which
+/// keys, and the options. Built with [`Attention::new`] and the builder methods.
+#[derive(Clone)]
+pub struct Attention<'a> {
+    q: Heads<'a>,
+    k: Heads<'a>,
+    v: Heads<'a>,
+    shape: HeadShape,
+    keys: Range<usize>,
+    causal: Option<usize>,
+    scale: Option<f32>,
+    batch: usize,
+    kv_batch: usize,
+    bias: Option<Bias<'a>>,
+    addend: Option<Addend<'a>>,
+}
+
+impl<'a> Attention<'a> {
+    /// Every row of `q` attends to rows `keys` of `k` and `v`, scores scaled by 1/√head_dim.
+    pub fn new(q: Heads<'a>, k: Heads<'a>, v: Heads<'a>, shape: HeadShape, keys: Range<usize>) -> Self {
+        Attention { q, k, v, shape, keys, causal: None, scale: None, batch: 1, kv_batch: 0, bias: None, addend: None }
+    }
+
+    /// Causal: query row `i` sits at position `pos0 + i` and sees keys up to that position.
+    pub fn causal(self, pos0: usize) -> Self {
+        Attention { causal: Some(pos0), ..self }
+    }
+
+    /// Scores scaled by `scale` instead of 1/√head_dim (T5: 1).
+    pub fn scale(self, scale: f32) -> Self {
+        Attention { scale: Some(scale), ..self }
+    }
+
+    /// `items` independent sequences: `q`'s rows are `items` blocks of equal length, item `b`'s
+    /// keys are `keys` moved down by `b * kv_rows_between` rows.
+    pub fn batch(self, items: usize, kv_rows_between: usize) -> Self {
+        Attention { batch: items, kv_batch: kv_rows_between, ..self }
+    }
+
+    /// An additive bias on the scores.
+    pub fn bias(self, bias: Bias<'a>) -> Self {
+        Attention { bias: Some(bias), ..self }
+    }
+
+    /// Rows added to the output: output row `r` gets row `first + r * step` of `tensor`.
+    pub fn addend(self, tensor: &'a GpuTensor, first: usize, step: usize) -> Self {
+        Attention { addend: Some(Addend { tensor, first, step }), ..self }
+    }
+}
+
+/// An attention of one query row per cache slot over the KV cache (the decode kernel): row `r`
+/// attends to the first `lens[r]` rows of slot `r` (cache rows `r * slot_rows ..`).
+#[derive(Clone, Copy)]
+pub struct DecodeAttention<'a> {
+    q: Heads<'a>,
+    k: &'a GpuTensor,
+    v: &'a GpuTensor,
+    shape: HeadShape,
+    slot_rows: usize,
+    lens: &'a GpuTensor,
+    max_len: usize,
+    scale: Option<f32>,
+    bias: Option<Bias<'a>>,
+    addend: Option<Addend<'a>>,
+}
+
+impl<'a> DecodeAttention<'a> {
+    /// `lens` (u32, one per query row) says how many keys each row sees; `max_len` bounds
+    /// them (it sets the number of splits of [`DECODE_SPLIT`] keys).
+    pub fn new(q: Heads<'a>, k_cache: &'a GpuTensor, v_cache: &'a GpuTensor, shape: HeadShape, slot_rows: usize, lens: &'a GpuTensor, max_len: usize) -> Self {
+        DecodeAttention { q, k: k_cache, v: v_cache, shape, slot_rows, lens, max_len, scale: None, bias: None, addend: None }
+    }
+
+    /// Scores scaled by `scale` instead of 1/√head_dim.
+    pub fn scale(self, scale: f32) -> Self {
+        DecodeAttention { scale: Some(scale), ..self }
+    }
+
+    /// An additive bias on the scores (`per_item` steps per query row).
+    pub fn bias(self, bias: Bias<'a>) -> Self {
+        DecodeAttention { bias: Some(bias), ..self }
+    }
+
+    /// Rows added to the output: output row `r` gets row `first + r * step` of `tensor`.
+    pub fn addend(self, tensor: &'a GpuTensor, first: usize, step: usize) -> Self {
+        DecodeAttention { addend: Some(Addend { tensor, first, step }), ..self }
     }
 }
 
@@ -97,103 +175,147 @@ impl Recorder<'_> {
         Ok(())
     }
 
-    /// Attention of every row of `q` over rows `keys` of `k` and `v` (tiled, online softmax).
-    /// With `causal = Some(pos0)`, query row `i` sits at position `pos0 + i` and sees key rows
-    /// `keys.start ..= keys.start + pos0 + i` only. Output `(q rows, heads * head_dim)`.
-    pub fn attention(&mut self, q: Heads, k: Heads, v: Heads, shape: HeadShape, keys: Range<usize>, causal: Option<usize>) -> Result<GpuTensor> {
+    /// The bias binding and its strides, checked to stay inside the tensor for `items` items of
+    /// `rows` query rows over `keys` keys.
+    fn bias_of(&self, op: &'static str, bias: Option<Bias>, items: usize, heads: usize, rows: usize, keys: usize) -> Result<(wgpu::Buffer, [u32; 4])> {
+        let Some(b) = bias else { return Ok((self.gpu.dummy.clone(), [0; 4])) };
+        expect_dtype(op, "bias", b.tensor, DType::F32)?;
+        let last = (items.max(1) - 1) * b.per_item + (heads - 1) * b.per_head + (rows.max(1) - 1) * b.per_row + keys.max(1) - 1;
+        if last >= b.tensor.numel() {
+            return Err(Error::Shape { op, what: "bias", expected: format!("at least {} values for its strides", last + 1), got: b.tensor.shape().to_vec() });
+        }
+        Ok((b.tensor.single(self.gpu, op, "bias")?, [1, u32_of(op, "bias", b.per_item)?, u32_of(op, "bias", b.per_head)?, u32_of(op, "bias", b.per_row)?]))
+    }
+
+    fn addend_of(&self, op: &'static str, addend: Option<Addend>, rows: usize, width: usize, dtype: DType) -> Result<(wgpu::Buffer, [u32; 3])> {
+        let Some(a) = addend else { return Ok((self.gpu.dummy.clone(), [0; 3])) };
+        expect_dtype(op, "addend", a.tensor, dtype)?;
+        if a.tensor.cols() != width || a.first + (rows.max(1) - 1) * a.step >= a.tensor.rows() {
+            return Err(Error::Shape { op, what: "addend", expected: format!("rows of {width} values, past row {}", a.first + (rows.max(1) - 1) * a.step), got: a.tensor.shape().to_vec() });
+        }
+        Ok((a.tensor.single(self.gpu, op, "addend")?, [1, u32_of(op, "addend", a.first)?, u32_of(op, "addend", a.step)?]))
+    }
+
+    /// Attention of a block of queries (see [`Attention`]). Output `(q rows, heads * head_dim)`.
+    pub fn attention(&mut self, a: &Attention) -> Result<GpuTensor> {
         let op = "attention";
+        let shape = a.shape;
         Self::check_shape(op, shape)?;
-        let elem = elem_of(self.gpu, op, "q", q.tensor)?;
-        for (what, t) in [("k", k.tensor), ("v", v.tensor)] {
-            expect_dtype(op, what, t, q.tensor.dtype())?;
+        let elem = elem_of(self.gpu, op, "q", a.q.tensor)?;
+        for (what, t) in [("k", a.k.tensor), ("v", a.v.tensor)] {
+            expect_dtype(op, what, t, a.q.tensor.dtype())?;
         }
-        if k.tensor.cols() != v.tensor.cols() {
-            return Err(Error::Shape { op, what: "v", expected: format!("rows as wide as k's ({})", k.tensor.cols()), got: v.tensor.shape().to_vec() });
+        if a.k.tensor.cols() != a.v.tensor.cols() {
+            return Err(Error::Shape { op, what: "v", expected: format!("rows as wide as k's ({})", a.k.tensor.cols()), got: a.v.tensor.shape().to_vec() });
         }
-        if keys.end > k.tensor.rows() || keys.end > v.tensor.rows() {
-            return Err(Error::Shape { op, what: "k", expected: format!("at least {} rows", keys.end), got: k.tensor.shape().to_vec() });
+        let batch = a.batch.max(1);
+        let q_total = a.q.tensor.rows();
+        if q_total % batch != 0 || q_total == 0 {
+            return Err(Error::Shape { op, what: "q", expected: format!("a positive multiple of {batch} rows, one block per batch item"), got: a.q.tensor.shape().to_vec() });
         }
-        let q_buf = self.check_heads(op, "q", q, shape.heads, shape)?;
-        let k_buf = self.check_heads(op, "k", k, shape.kv_heads, shape)?;
-        let v_buf = self.check_heads(op, "v", v, shape.kv_heads, shape)?;
-        let q_rows = q.tensor.rows();
-        let out = self.gpu.zeros(op, &[q_rows, shape.heads * shape.head_dim], q.tensor.dtype())?;
-        let out_buf = out.single(self.gpu, op, "output")?;
-        let params = Params {
-            q_rows,
-            kv_len: keys.len(),
-            kv_row0: keys.start,
-            causal,
-            q: (q.tensor.cols(), q.offset),
-            kv: (k.tensor.cols(), k.offset, v.offset),
+        let key_end = a.keys.end + (batch - 1) * a.kv_batch;
+        if key_end > a.k.tensor.rows() || key_end > a.v.tensor.rows() {
+            return Err(Error::Shape { op, what: "k", expected: format!("at least {key_end} rows"), got: a.k.tensor.shape().to_vec() });
+        }
+        let q_buf = self.check_heads(op, "q", a.q, shape.heads, shape)?;
+        let k_buf = self.check_heads(op, "k", a.k, shape.kv_heads, shape)?;
+        let v_buf = self.check_heads(op, "v", a.v, shape.kv_heads, shape)?;
+        let q_rows = q_total / batch;
+        let width = shape.heads * shape.head_dim;
+        let (bias_buf, bias) = self.bias_of(op, a.bias, batch, shape.heads, q_rows, a.keys.len())?;
+        let (addend_buf, add) = self.addend_of(op, a.addend, q_total, width, a.q.tensor.dtype())?;
+        let out = self.alloc(op, &[q_total, width], a.q.tensor.dtype())?;
+        let params = AttentionParams {
+            q_rows: u32_of(op, "q", q_rows)?,
+            heads: u32_of(op, "heads", shape.heads)?,
+            kv_heads: u32_of(op, "heads", shape.kv_heads)?,
+            head_dim: u32_of(op, "heads", shape.head_dim)?,
+            kv_len: u32_of(op, "keys", a.keys.len())?,
+            kv_row0: u32_of(op, "keys", a.keys.start)?,
+            causal: a.causal.is_some() as u32,
+            pos0: u32_of(op, "causal", a.causal.unwrap_or(0))?,
+            scale: a.scale.unwrap_or(1.0 / (shape.head_dim as f32).sqrt()),
+            q_stride: u32_of(op, "q", a.q.tensor.cols())?,
+            q_off: u32_of(op, "q", a.q.offset)?,
+            kv_stride: u32_of(op, "k", a.k.tensor.cols())?,
+            k_off: u32_of(op, "k", a.k.offset)?,
+            v_off: u32_of(op, "v", a.v.offset)?,
             splits: 0,
+            kv_batch: u32_of(op, "keys", a.kv_batch)?,
+            has_bias: bias[0],
+            bias_b: bias[1],
+            bias_h: bias[2],
+            bias_q: bias[3],
+            has_addend: add[0],
+            add_row0: add[1],
+            add_step: add[2],
         };
-        let buffers = vec![(1, q_buf), (2, k_buf), (3, v_buf), (4, out_buf)];
-        // 16 query rows per workgroup (attention.wgsl's PREFILL_ROWS).
-        let workgroups = [q_rows.div_ceil(16).max(1) as u32, shape.heads as u32, 1];
-        self.push(Kernel::Attention, "prefill", elem, PREFILL, &params.words(shape), buffers, workgroups);
+        let buffers = vec![(1, q_buf), (2, k_buf), (3, v_buf), (4, out.single(self.gpu, op, "output")?), (8, bias_buf), (9, addend_buf)];
+        let workgroups = [q_rows.div_ceil(sizes::PREFILL_ROWS as usize) as u32, u32_of(op, "heads", shape.heads)?, u32_of(op, "batch", batch)?];
+        self.push(Dispatch { kernel: Kernel::Attention, entry: "prefill", elem, layout: PREFILL, variant: [0; 2], params: &params, buffers, workgroups });
         Ok(out)
     }
 
-    /// One query row per cache slot over the KV cache: row `r` of `q` attends to the first
-    /// `lens[r]` rows of slot `r` (cache rows `r * slot_rows ..`). `max_len` bounds every
-    /// `lens[r]` (it sets the number of splits of [`DECODE_SPLIT`] keys). Two passes: partial
-    /// softmax per split, then their merge.
-    #[allow(clippy::too_many_arguments)]
-    pub fn attention_decode(&mut self, q: Heads, k_cache: &GpuTensor, v_cache: &GpuTensor, shape: HeadShape, slot_rows: usize, lens: &GpuTensor, max_len: usize) -> Result<GpuTensor> {
+    /// One query row per cache slot over the KV cache (see [`DecodeAttention`]); one launch
+    /// while every row sees at most [`DECODE_SPLIT`] keys, else a partial softmax per split and
+    /// a second launch merging them. Output `(rows, heads * head_dim)`.
+    pub fn attention_decode(&mut self, a: &DecodeAttention) -> Result<GpuTensor> {
         let op = "attention_decode";
+        let shape = a.shape;
         Self::check_shape(op, shape)?;
-        let elem = elem_of(self.gpu, op, "q", q.tensor)?;
-        expect_dtype(op, "k cache", k_cache, q.tensor.dtype())?;
-        expect_dtype(op, "v cache", v_cache, q.tensor.dtype())?;
-        expect_dtype(op, "lens", lens, DType::U32)?;
-        let rows = q.tensor.rows();
-        if lens.numel() != rows {
-            return Err(Error::Shape { op, what: "lens", expected: format!("{rows} lengths, one per query row"), got: lens.shape().to_vec() });
+        let elem = elem_of(self.gpu, op, "q", a.q.tensor)?;
+        expect_dtype(op, "k cache", a.k, a.q.tensor.dtype())?;
+        expect_dtype(op, "v cache", a.v, a.q.tensor.dtype())?;
+        expect_dtype(op, "lens", a.lens, DType::U32)?;
+        let rows = a.q.tensor.rows();
+        if a.lens.numel() != rows {
+            return Err(Error::Shape { op, what: "lens", expected: format!("{rows} lengths, one per query row"), got: a.lens.shape().to_vec() });
         }
-        if max_len > slot_rows || rows * slot_rows > k_cache.rows() || k_cache.shape() != v_cache.shape() {
-            return Err(Error::Shape { op, what: "k cache", expected: format!("{rows} slots of {slot_rows} rows (lengths up to {max_len}), v the same"), got: k_cache.shape().to_vec() });
+        if a.max_len > a.slot_rows || rows * a.slot_rows > a.k.rows() || a.k.shape() != a.v.shape() {
+            return Err(Error::Shape { op, what: "k cache", expected: format!("{rows} slots of {} rows (lengths up to {}), v the same", a.slot_rows, a.max_len), got: a.k.shape().to_vec() });
         }
-        let q_buf = self.check_heads(op, "q", q, shape.heads, shape)?;
-        let k_buf = self.check_heads(op, "k cache", Heads::of(k_cache), shape.kv_heads, shape)?;
-        let v_buf = self.check_heads(op, "v cache", Heads::of(v_cache), shape.kv_heads, shape)?;
-        let lens_buf = lens.single(self.gpu, op, "lens")?;
-        let splits = max_len.div_ceil(DECODE_SPLIT).max(1);
-        let parts = self.gpu.zeros("attention partials", &[rows * shape.heads * splits, shape.head_dim + 2], DType::F32)?;
-        let parts_buf = parts.single(self.gpu, op, "partials")?;
-        let out = self.gpu.zeros(op, &[rows, shape.heads * shape.head_dim], q.tensor.dtype())?;
+        let q_buf = self.check_heads(op, "q", a.q, shape.heads, shape)?;
+        let k_buf = self.check_heads(op, "k cache", Heads::of(a.k), shape.kv_heads, shape)?;
+        let v_buf = self.check_heads(op, "v cache", Heads::of(a.v), shape.kv_heads, shape)?;
+        let lens_buf = a.lens.single(self.gpu, op, "lens")?;
+        let width = shape.heads * shape.head_dim;
+        let (bias_buf, bias) = self.bias_of(op, a.bias, rows, shape.heads, 1, a.max_len)?;
+        let (addend_buf, add) = self.addend_of(op, a.addend, rows, width, a.q.tensor.dtype())?;
+        let splits = a.max_len.div_ceil(DECODE_SPLIT).max(1);
+        let out = self.alloc(op, &[rows, width], a.q.tensor.dtype())?;
         let out_buf = out.single(self.gpu, op, "output")?;
-        let params = Params {
-            q_rows: rows,
-            kv_len: 0,
-            kv_row0: slot_rows,
-            causal: None,
-            q: (q.tensor.cols(), q.offset),
-            kv: (k_cache.cols(), 0, 0),
-            splits,
+        let params = AttentionParams {
+            q_rows: u32_of(op, "q", rows)?,
+            heads: u32_of(op, "heads", shape.heads)?,
+            kv_heads: u32_of(op, "heads", shape.kv_heads)?,
+            head_dim: u32_of(op, "heads", shape.head_dim)?,
+            kv_row0: u32_of(op, "slot rows", a.slot_rows)?,
+            scale: a.scale.unwrap_or(1.0 / (shape.head_dim as f32).sqrt()),
+            q_stride: u32_of(op, "q", a.q.tensor.cols())?,
+            q_off: u32_of(op, "q", a.q.offset)?,
+            kv_stride: u32_of(op, "k cache", a.k.cols())?,
+            splits: splits as u32,
+            has_bias: bias[0],
+            bias_b: bias[1],
+            bias_h: bias[2],
+            has_addend: add[0],
+            add_row0: add[1],
+            add_step: add[2],
+            ..Default::default()
         };
-        let words = params.words(shape);
-        let buffers = vec![(1, q_buf), (2, k_buf), (3, v_buf), (5, lens_buf), (7, parts_buf.clone())];
-        self.push(Kernel::Attention, "decode_split", elem, SPLIT, &words, buffers, [splits as u32, shape.heads as u32, rows as u32]);
-        self.push(Kernel::Attention, "decode_combine", elem, COMBINE, &words, vec![(4, out_buf), (6, parts_buf)], [shape.heads as u32, rows as u32, 1]);
-        Ok(out)
-    }
-
-    /// Writes each row `r` of `new` into row `rows[r]` of `cache` (same width and dtype), in
-    /// place: how keys and values enter the KV cache.
-    pub fn kv_write(&mut self, new: &GpuTensor, cache: &GpuTensor, rows: &GpuTensor) -> Result<()> {
-        let op = "kv_write";
-        let elem = elem_of(self.gpu, op, "new", new)?;
-        expect_dtype(op, "cache", cache, new.dtype())?;
-        expect_dtype(op, "rows", rows, DType::U32)?;
-        if new.cols() != cache.cols() || rows.numel() != new.rows() {
-            return Err(Error::Shape { op, what: "new", expected: format!("rows of {} values, one target row each", cache.cols()), got: new.shape().to_vec() });
+        let grid_split = [splits as u32, u32_of(op, "heads", shape.heads)?, u32_of(op, "q", rows)?];
+        let mut buffers = vec![(1, q_buf), (2, k_buf), (3, v_buf), (5, lens_buf), (8, bias_buf), (9, addend_buf.clone())];
+        if splits == 1 {
+            buffers.push((4, out_buf));
+            self.push(Dispatch { kernel: Kernel::Attention, entry: "decode_split", elem, layout: SPLIT, variant: [0; 2], params: &params, buffers, workgroups: grid_split });
+            return Ok(out);
         }
-        let n = new.numel();
-        let params = Params { q_rows: new.rows(), kv_len: 0, kv_row0: 0, causal: None, q: (new.cols(), 0), kv: (0, 0, 0), splits: 0 };
-        let shape = HeadShape { heads: 1, kv_heads: 1, head_dim: 1 };
-        let buffers = vec![(1, new.single(self.gpu, op, "new")?), (4, cache.single(self.gpu, op, "cache")?), (5, rows.single(self.gpu, op, "rows")?)];
-        self.push(Kernel::Attention, op, elem, KV_WRITE, &params.words(shape), buffers, grid(n.div_ceil(256)));
-        Ok(())
+        let parts = self.alloc("attention partials", &[rows * shape.heads * splits, shape.head_dim + 2], DType::F32)?;
+        let parts_buf = parts.single(self.gpu, op, "partials")?;
+        buffers.push((7, parts_buf.clone()));
+        self.push(Dispatch { kernel: Kernel::Attention, entry: "decode_split", elem, layout: SPLIT, variant: [0; 2], params: &params, buffers, workgroups: grid_split });
+        let buffers = vec![(4, out_buf), (6, parts_buf), (9, addend_buf)];
+        self.push(Dispatch { kernel: Kernel::Attention, entry: "decode_combine", elem, layout: COMBINE, variant: [0; 2], params: &params, buffers, workgroups: [u32_of(op, "heads", shape.heads)?, u32_of(op, "q", rows)?, 1] });
+        Ok(out)
     }
 }

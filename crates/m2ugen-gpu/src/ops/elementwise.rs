@@ -1,8 +1,9 @@
-use super::{elem_of, expect_dtype};
-use crate::pipeline::Slot::{Read, Uniform, Write};
+use super::{elem_of, expect_dtype, u32_of};
+use crate::params::ElementwiseParams;
 use crate::pipeline::Layout;
-use crate::recorder::grid;
-use crate::registry::Kernel;
+use crate::pipeline::Slot::{Read, Uniform, Write};
+use crate::recorder::{grid, Dispatch};
+use crate::registry::{sizes::GROUP, Kernel};
 use crate::{Error, GpuTensor, Recorder, Result};
 
 const BINARY: Layout = &[(0, Uniform), (1, Read), (2, Read), (3, Write)];
@@ -13,8 +14,12 @@ const UNARY: Layout = &[(0, Uniform), (1, Read), (3, Write)];
 pub enum Unary {
     /// `x * sigmoid(x)`.
     Silu,
+    /// `1 / (1 + exp(-x))`.
+    Sigmoid,
     /// Exact (erf) GELU.
     Gelu,
+    /// GELU in its tanh form (`gelu_new`, `gelu_fast`).
+    GeluTanh,
     /// ELU, α = 1.
     Elu,
     /// tanh.
@@ -25,15 +30,28 @@ pub enum Unary {
 
 impl Unary {
     /// Every unary op.
-    pub const ALL: [Unary; 5] = [Unary::Silu, Unary::Gelu, Unary::Elu, Unary::Tanh, Unary::Relu];
+    pub const ALL: [Unary; 7] = [Unary::Silu, Unary::Sigmoid, Unary::Gelu, Unary::GeluTanh, Unary::Elu, Unary::Tanh, Unary::Relu];
 
     fn entry(self) -> &'static str {
         match self {
             Unary::Silu => "silu",
+            Unary::Sigmoid => "sigmoid",
             Unary::Gelu => "gelu",
+            Unary::GeluTanh => "gelu_tanh",
             Unary::Elu => "elu",
             Unary::Tanh => "tanh_op",
             Unary::Relu => "relu",
+        }
+    }
+
+    /// The op for a configuration's activation.
+    pub fn of(a: m2ugen_core::config::Activation) -> Unary {
+        use m2ugen_core::config::Activation;
+        match a {
+            Activation::Gelu => Unary::Gelu,
+            Activation::GeluTanh => Unary::GeluTanh,
+            Activation::Relu => Unary::Relu,
+            Activation::Silu => Unary::Silu,
         }
     }
 }
@@ -63,29 +81,52 @@ impl Recorder<'_> {
         if !same && !repeated {
             return Err(Error::Shape { op, what: "b", expected: format!("{:?} or a row dividing {}", a.shape(), a.cols()), got: b.shape().to_vec() });
         }
-        let out = self.gpu.zeros(op, a.shape(), a.dtype())?;
-        let cols = a.cols();
+        // Same shape: chunk i of b pairs with chunk i of a (the same row plan).
         let single_b = if same { None } else { Some(b.single(self.gpu, op, "b")?) };
+        let out = self.alloc(op, a.shape(), a.dtype())?;
+        let cols = a.cols();
         for (i, (ca, co)) in a.chunks().iter().zip(out.chunks()).enumerate() {
             let n = ca.rows.len() * cols;
             let (b_buf, b_len) = match &single_b {
                 Some(buf) => (buf.clone(), b.numel()),
-                None => (b.chunks()[i].buffer.clone(), n.max(1)),
+                None => (b.chunks()[i].raw(), n.max(1)),
             };
-            let buffers = vec![(1, ca.buffer.clone()), (2, b_buf), (3, co.buffer.clone())];
-            self.push(Kernel::Elementwise, op, elem, BINARY, &[n as u32, b_len as u32], buffers, grid(n.div_ceil(256)));
+            let params = ElementwiseParams { n: u32_of(op, "a", n)?, b_len: u32_of(op, "b", b_len)? };
+            let buffers = vec![(1, ca.raw()), (2, b_buf), (3, co.raw())];
+            self.push(Dispatch { kernel: Kernel::Elementwise, entry: op, elem, layout: BINARY, variant: [0; 2], params: &params, buffers, workgroups: grid(n.div_ceil(GROUP as usize)) });
         }
+        Ok(out)
+    }
+
+    /// `silu(gate) * up` of the two halves `[gate | up]` of each row of `x` `(.., 2h)`: `(.., h)`.
+    pub fn swiglu(&mut self, x: &GpuTensor) -> Result<GpuTensor> {
+        let op = "swiglu";
+        let elem = elem_of(self.gpu, op, "x", x)?;
+        let h = x.cols() / 2;
+        if x.cols() % 2 != 0 || h == 0 {
+            return Err(Error::Shape { op, what: "x", expected: "rows of two equal halves".into(), got: x.shape().to_vec() });
+        }
+        let mut shape = x.shape().to_vec();
+        if let Some(last) = shape.last_mut() {
+            *last = h;
+        }
+        let out = self.alloc(op, &shape, x.dtype())?;
+        let n = out.numel();
+        let params = ElementwiseParams { n: u32_of(op, "x", n)?, b_len: u32_of(op, "x", h)? };
+        let buffers = vec![(1, x.single(self.gpu, op, "x")?), (3, out.single(self.gpu, op, "output")?)];
+        self.push(Dispatch { kernel: Kernel::Elementwise, entry: op, elem, layout: UNARY, variant: [0; 2], params: &params, buffers, workgroups: grid(n.div_ceil(GROUP as usize)) });
         Ok(out)
     }
 
     /// A one-input element-wise op.
     pub fn unary(&mut self, op: Unary, x: &GpuTensor) -> Result<GpuTensor> {
         let elem = elem_of(self.gpu, op.entry(), "x", x)?;
-        let out = self.gpu.zeros(op.entry(), x.shape(), x.dtype())?;
+        let out = self.alloc(op.entry(), x.shape(), x.dtype())?;
         for (cx, co) in x.chunks().iter().zip(out.chunks()) {
             let n = cx.rows.len() * x.cols();
-            let buffers = vec![(1, cx.buffer.clone()), (3, co.buffer.clone())];
-            self.push(Kernel::Elementwise, op.entry(), elem, UNARY, &[n as u32, 1], buffers, grid(n.div_ceil(256)));
+            let params = ElementwiseParams { n: u32_of(op.entry(), "x", n)?, b_len: 1 };
+            let buffers = vec![(1, cx.raw()), (3, co.raw())];
+            self.push(Dispatch { kernel: Kernel::Elementwise, entry: op.entry(), elem, layout: UNARY, variant: [0; 2], params: &params, buffers, workgroups: grid(n.div_ceil(GROUP as usize)) });
         }
         Ok(out)
     }
