@@ -44,17 +44,17 @@ pub struct Model {
 /// Loads a converted fixture from `fetcher` (manifest + shards) in element type `elem`.
 pub async fn load_model<F: Fetcher>(gpu: &Gpu, elem: Elem, fetcher: &F) -> Result<Model> {
     let (store, llama) = load_store(gpu, elem, fetcher, |n| n.starts_with("llm.") || n.starts_with("output_projector.")).await?;
-    let projector = OutputProjector::load(&store, ProjectorConfig::from_store(&store, 4)?)?;
+    let projector = OutputProjector::load(gpu, &store, ProjectorConfig::from_store(&store, 4)?)?;
     Ok(Model { llama, projector })
 }
 
-/// The tensors `wanted` of the model at `fetcher`, uploaded, and its LLM.
+/// The tensors `wanted` of the model at `fetcher`, uploaded, and its LLM (taken from the store).
 async fn load_store<F: Fetcher>(gpu: &Gpu, elem: Elem, fetcher: &F, wanted: impl Fn(&str) -> bool) -> Result<(Store, Llama)> {
     let manifest = load_manifest(fetcher).await?;
     let clock = m2ugen_gpu::now_ms;
     let options = LoadOptions { in_flight: 4, max_resumes: 3, clock: &clock, cache: None };
-    let store = Store::load(gpu, elem.dtype(), fetcher, &manifest, wanted, &options, |_| {}).await?;
-    let llama = Llama::load(gpu, &store, Llama::config_from(&manifest, &store, 64)?)?;
+    let mut store = m2ugen_pipeline::load::load_store(gpu, elem.dtype(), fetcher, &manifest, wanted, &options, |_| {}).await?;
+    let llama = m2ugen_pipeline::load::build_llama(gpu, &manifest, &mut store, 64)?;
     Ok((store, llama))
 }
 
@@ -270,10 +270,13 @@ pub async fn check_generation(gpu: &Gpu, elem: Elem, model: &Model, io: &InMemor
     ensure!(c[0].finish == Finish::Eos && c[0].tokens == g[..first], "eos {}: {:?}", g[2], c[0]);
     let stop_text = Letters.decode(&g[3..5]);
     let text = Settings { stop_texts: vec![stop_text.clone()], ..greedy.clone() };
-    let d = generate(gpu, llama, &requests[..1], &text, &Letters, &never, |_| {}).await?;
+    let mut shown = String::new();
+    let d = generate(gpu, llama, &requests[..1], &text, &Letters, &never, |s| shown.push_str(s.text)).await?;
     let full = Letters.decode(g);
     let cut = full.find(&stop_text).unwrap_or(0);
     ensure!(d[0].finish == Finish::StopText && d[0].text == full[..cut], "stop text {stop_text:?}: {:?}", d[0]);
+    // The stop text's first letter was held back, not streamed and then taken away.
+    ensure!(shown == d[0].text, "streamed {shown:?} around the stop text, the answer is {:?}", d[0].text);
     let short = Settings { max_new_tokens: 3, ..greedy.clone() };
     let e = generate(gpu, llama, &requests[..1], &short, &Letters, &never, |_| {}).await?;
     ensure!(e[0].finish == Finish::Length && e[0].tokens == g[..3], "length 3: {:?}", e[0]);
@@ -316,5 +319,11 @@ pub fn check_tokenizer(t: &m2ugen_pipeline::tokenizer::TextTokenizer) -> Result<
         let ours = t.decode(ids);
         ensure!(ours == text, "decode({ids:?}): {ours:?}, expected {text:?}");
     }
+    // Streamed a token at a time, the text adds up to the whole: spaces before words, and é
+    // (two byte tokens) shown once complete.
+    let ids = [272u32, 277, 268, 198, 172, 271, 277, 36];
+    let mut stream = m2ugen_pipeline::generate::TextStream::default();
+    let streamed: String = ids.iter().map(|&id| stream.push(t, id)).collect();
+    ensure!(streamed == t.decode(&ids) && streamed == "hello world héllo world!", "streamed {streamed:?}, whole {:?}", t.decode(&ids));
     Ok(())
 }

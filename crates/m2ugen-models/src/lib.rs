@@ -1,7 +1,9 @@
 //! The models of M2UGen, written once for every weight type and both targets, one file each.
 //!
-//! - [`layers`]: the blocks the models share (linear, RMSNorm, SwiGLU).
-//! - [`store`]: tensors uploaded as the loader delivers them, taken by name by a model.
+//! - [`layers`]: the blocks the models share (linear, RMSNorm, LayerNorm, SwiGLU, the GELU/ReLU
+//!   MLP, multi-head attention).
+//! - [`store`]: tensors uploaded as they arrive, taken by name by a model. This crate takes
+//!   tensors by name and fetches nothing (the pipeline drives the loader).
 //! - [`llama`]: LLaMA with M2UGen's adapter parts, its KV cache, prefill and decode.
 //! - [`projector`]: the output projector (LLM states to the music decoder's conditioning).
 //!
@@ -15,7 +17,7 @@ pub mod projector;
 pub mod store;
 
 pub use llama::{KvCache, Llama, Media};
-pub use m2ugen_core::config::{LlamaConfig, Modality};
+pub use m2ugen_core::config::{LlamaConfig, ModelKind, Modality};
 pub use projector::OutputProjector;
 pub use store::Store;
 
@@ -44,6 +46,9 @@ pub enum Error {
         /// What is wrong.
         problem: String,
     },
+    /// A stored configuration is unusable (a field named by the core crate).
+    #[error(transparent)]
+    Core(#[from] m2ugen_core::Error),
     /// A request does not fit the model or its cache.
     #[error("{0}")]
     Request(String),

@@ -3,28 +3,35 @@
 //! by the converter), a per-head `gate`, and the adapter prefix of the last layers.
 //!
 //! The prefix: adapter layer `i` takes `media feature + prefix_query[i]` (the media of its group:
-//! music, image or video; a missing medium leaves `prefix_query[i]` alone). Being one token,
-//! it adds `tanh(gate_h) * wv(prefix)` to head `h`'s attention output, with no softmax over it
-//! (as the reference does). The reference's `wv` there is the base weight without its LoRA
-//! (checked against the fixture): the converter folds LoRA into `wv` and keeps the pair, which
-//! is subtracted again for the prefix. That vector depends only on the media, so it is computed once per
-//! sequence ([`Llama::set_media`]) and kept in the [`KvCache`] beside the keys and values.
+//! music, image or video, by the model's kind; a missing medium leaves `prefix_query[i]` alone).
+//! Being one token, it adds `tanh(gate_h) * wv(prefix)` to head `h`'s attention output, with no
+//! softmax over it (as the reference does). The reference's `wv` there is the base weight without
+//! its LoRA (checked against the fixture): the converter folds LoRA into `wv` and keeps the pair,
+//! which is subtracted again for the prefix. That vector depends only on the media, so it is
+//! computed once per sequence ([`Llama::set_media`]) and kept in the [`KvCache`] beside the keys
+//! and values; the attention kernel adds it to its output.
+//!
+//! **A layer is nine launches** (21 before they were fused): the attention norm; the fused q|k|v
+//! product; RoPE with the cache write of keys and values; the attention, adding the adapter
+//! prefix (a second launch past 256 keys in decoding); `wo` with the residual; the FFN norm; the
+//! fused gate|up product; the SwiGLU gate; `w2` with the residual. Folding a norm or the gate
+//! into the product that follows was measured slower (every workgroup of the product then
+//! re-reads the input row: one more load, and for the gate an exp, per weight and row).
 //!
 //! Generation keeps keys and values on the GPU: [`Llama::prefill`] runs a prompt (or a
 //! continuation) of one sequence slot; [`Llama::decode`] runs one token for every slot at once.
 
 use crate::layers::{FeedForward, Linear, RmsNorm};
 use crate::{Error, Result, Store};
-use m2ugen_core::config::{LlamaConfig, Modality};
+use m2ugen_core::config::{LlamaConfig, LlamaParams, ModelKind, Modality};
 use m2ugen_core::DType;
-use m2ugen_gpu::{Gpu, GpuTensor, HeadShape, Heads, Recorder, RopeTable};
+use m2ugen_gpu::{Attention, DecodeAttention, Gpu, GpuTensor, HeadShape, Heads, Recorder, RopeTable};
 
 /// One transformer layer.
 struct Layer {
     attention_norm: RmsNorm,
-    wq: Linear,
-    wk: Linear,
-    wv: Linear,
+    /// wq|wk|wv in one product.
+    wqkv: Linear,
     wo: Linear,
     ffn_norm: RmsNorm,
     feed_forward: FeedForward,
@@ -82,40 +89,29 @@ impl<'a> Media<'a> {
     }
 }
 
-fn field(params: &serde_json::Value, name: &str) -> Result<usize> {
-    params
-        .get(name)
-        .and_then(|v| v.as_u64())
-        .filter(|&v| v > 0)
-        .map(|v| v as usize)
-        .ok_or_else(|| Error::Config { field: format!("llama.{name}"), problem: "missing or not a positive integer".into() })
-}
-
 impl Llama {
-    /// The geometry from Meta's `params.json` (the manifest's `llama` component) and the shapes
-    /// of the stored tensors: vocabulary from `llm.tok_embeddings`, FFN width from `w1`, and the
-    /// adapter layers from `llm.prefix_query` (18: M2UGen's music/image/video groups; otherwise
-    /// every adapter layer takes music, as MU-LLaMA's 20 do).
-    pub fn config_from(manifest: &m2ugen_weights::Manifest, store: &Store, max_seq: usize) -> Result<LlamaConfig> {
-        let params = manifest.components.get("llama").ok_or_else(|| Error::Config { field: "llama".into(), problem: "the manifest has no 'llama' component".into() })?;
-        let dim = field(params, "dim")?;
-        let n_layers = field(params, "n_layers")?;
-        let n_heads = field(params, "n_heads")?;
-        let n_kv_heads = params.get("n_kv_heads").and_then(|v| v.as_u64()).map_or(n_heads, |v| v as usize);
-        let norm_eps = params.get("norm_eps").and_then(|v| v.as_f64()).unwrap_or(1e-5) as f32;
-        let rope_theta = params.get("rope_theta").and_then(|v| v.as_f64()).unwrap_or(10000.0) as f32;
-        let vocab = *store.shape("llm.tok_embeddings.weight")?.first().unwrap_or(&0);
-        let ffn_hidden = *store.shape("llm.layers.0.feed_forward.w1.weight")?.first().unwrap_or(&0);
-        let n_prefix = if store.has("llm.prefix_query") { *store.shape("llm.prefix_query")?.first().unwrap_or(&0) } else { 0 };
-        let prefix = if n_prefix == 18 { Modality::m2ugen_prefix() } else { vec![Modality::Music; n_prefix] };
-        if dim % n_heads != 0 || n_heads % n_kv_heads.max(1) != 0 || n_prefix > n_layers {
-            return Err(Error::Config { field: "llama".into(), problem: format!("dim {dim}, {n_heads} heads, {n_kv_heads} kv heads, {n_prefix} adapter layers of {n_layers} do not fit together") });
+    /// The geometry from the stored `params` (the manifest's `llama` component), the model's
+    /// kind (which says what its adapter layers take) and the stored tensors' shapes: the
+    /// vocabulary from `llm.tok_embeddings`, the FFN width from `w1`.
+    pub fn config(params: &LlamaParams, kind: ModelKind, store: &Store, max_seq: usize) -> Result<LlamaConfig> {
+        let first = |name: &str| -> Result<usize> { Ok(*store.shape(name)?.first().unwrap_or(&0)) };
+        let vocab = first("llm.tok_embeddings.weight")?;
+        let ffn_hidden = first("llm.layers.0.feed_forward.w1.weight")?;
+        let prefix = kind.adapter_layers();
+        let rows = if store.has("llm.prefix_query") { first("llm.prefix_query")? } else { 0 };
+        if rows != prefix.len() {
+            return Err(Error::Tensor { name: "llm.prefix_query".into(), problem: format!("{rows} rows, but a {kind} model has {} adapter layers", prefix.len()) });
         }
-        Ok(LlamaConfig { dim, n_layers, n_heads, n_kv_heads, ffn_hidden, vocab, norm_eps, rope_theta, max_seq, prefix })
+        let config = LlamaConfig::from_params(params, vocab, ffn_hidden, prefix, max_seq)?;
+        if !config.prefix.is_empty() && config.n_kv_heads != config.n_heads {
+            return Err(Error::Config { field: "llama.n_kv_heads".into(), problem: "the adapter prefix needs as many key/value heads as query heads".into() });
+        }
+        Ok(config)
     }
 
-    /// Builds the model from uploaded tensors (names as the converter writes them).
-    pub fn load(gpu: &Gpu, store: &Store, config: LlamaConfig) -> Result<Llama> {
+    /// Builds the model from uploaded tensors (names as the converter writes them), taking the
+    /// ones it fuses out of the store.
+    pub fn load(gpu: &Gpu, store: &mut Store, config: LlamaConfig) -> Result<Llama> {
         let c = &config;
         let (dim, hd) = (c.dim, c.head_dim());
         let kv_dim = c.n_kv_heads * hd;
@@ -123,29 +119,21 @@ impl Llama {
         for i in 0..c.n_layers {
             let at = |s: &str| format!("llm.layers.{i}.{s}");
             let gate_name = at("attention.gate");
-            let gate: Vec<f32> = if store.has(&gate_name) {
-                store.values(&gate_name, &[1, c.n_heads, 1, 1])?
-            } else {
-                vec![0.0; c.n_heads]
-            };
+            let gate: Vec<f32> = if store.has(&gate_name) { store.values(&gate_name, &[1, c.n_heads, 1, 1])? } else { vec![0.0; c.n_heads] };
             let gate: Vec<f32> = gate.iter().flat_map(|g| std::iter::repeat_n(g.tanh(), hd)).collect();
-            let has_bias = store.has(&at("attention.wq.bias"));
+            let has_bias = store.has(&at("attention.wo.bias"));
+            let wv_lora = match store.shape(&at("attention.wv_lora_down.weight")) {
+                Ok(&[rank, _]) => Some((Linear::load(store, &at("attention.wv_lora_down"), rank, dim, false)?, Linear::load(store, &at("attention.wv_lora_up"), kv_dim, rank, false)?)),
+                _ => None,
+            };
             layers.push(Layer {
                 attention_norm: RmsNorm::load(store, &at("attention_norm"), dim, c.norm_eps)?,
-                wq: Linear::load(store, &at("attention.wq"), dim, dim, has_bias)?,
-                wk: Linear::load(store, &at("attention.wk"), kv_dim, dim, store.has(&at("attention.wk.bias")))?,
-                wv: Linear::load(store, &at("attention.wv"), kv_dim, dim, store.has(&at("attention.wv.bias")))?,
+                wqkv: Linear::load_fused(gpu, store, &[(&at("attention.wq"), dim), (&at("attention.wk"), kv_dim), (&at("attention.wv"), kv_dim)], dim)?,
                 wo: Linear::load(store, &at("attention.wo"), dim, dim, has_bias)?,
                 ffn_norm: RmsNorm::load(store, &at("ffn_norm"), dim, c.norm_eps)?,
-                feed_forward: FeedForward::load(store, &at("feed_forward"), dim, c.ffn_hidden, has_bias)?,
+                feed_forward: FeedForward::load(gpu, store, &at("feed_forward"), dim, c.ffn_hidden, has_bias)?,
                 gate: gpu.upload(&gate_name, &[dim], store.dtype(), &gate)?,
-                wv_lora: match store.shape(&at("attention.wv_lora_down.weight")) {
-                    Ok(&[rank, _]) => Some((
-                        Linear::load(store, &at("attention.wv_lora_down"), rank, dim, false)?,
-                        Linear::load(store, &at("attention.wv_lora_up"), kv_dim, rank, false)?,
-                    )),
-                    _ => None,
-                },
+                wv_lora,
             });
         }
         let n_prefix = c.prefix.len();
@@ -205,17 +193,17 @@ impl Llama {
         if c.prefix.is_empty() {
             return Ok(());
         }
-        let gpu = rec.gpu;
         // A table of [zeros, music, image, video] rows; adapter layer i picks its medium's row.
-        let table = gpu.zeros("media", &[4, c.dim], self.dtype)?;
+        let table = rec.alloc("media", &[4, c.dim], self.dtype)?;
+        rec.fill(&table, 0.0)?;
         let mut pick = vec![0u32; c.prefix.len()];
         for (row, m) in Modality::ALL.iter().enumerate() {
             if let Some(feature) = media.get(*m) {
                 if feature.numel() != c.dim || feature.dtype() != self.dtype {
                     return Err(Error::Request(format!("{m:?} feature: shape {:?} {}, expected (1, {}) {}", feature.shape(), feature.dtype().name(), c.dim, self.dtype.name())));
                 }
-                let to = gpu.upload_u32("media row", &[1], &[row as u32 + 1])?;
-                rec.kv_write(&feature.reshape(&[1, c.dim])?, &table, &to)?;
+                let to = rec.upload_u32("media row", &[1], &[row as u32 + 1])?;
+                rec.scatter_rows(&feature.reshape(&[1, c.dim])?, &table, &to)?;
                 for (i, p) in c.prefix.iter().enumerate() {
                     if p == m {
                         pick[i] = row as u32 + 1;
@@ -223,21 +211,23 @@ impl Llama {
                 }
             }
         }
-        let pick = gpu.upload_u32("media per adapter layer", &[pick.len()], &pick)?;
-        let features = rec.embedding(&table, &pick)?;
+        let pick = rec.upload_u32("media per adapter layer", &[pick.len()], &pick)?;
+        let features = rec.gather_rows(&table, &pick)?;
         let prefix = rec.add(&features, &self.prefix_query)?;
-        let slot_row = gpu.upload_u32("slot", &[1], &[slot as u32])?;
+        let slot_row = rec.upload_u32("slot", &[1], &[slot as u32])?;
+        let kv_dim = c.n_kv_heads * c.head_dim();
         for (i, layer) in self.layers[self.first_adapter()..].iter().enumerate() {
-            let row = gpu.upload_u32("adapter layer", &[1], &[i as u32])?;
-            let p = rec.embedding(&prefix, &row)?;
-            let mut value = layer.wv.forward(rec, &p)?;
+            let row = rec.upload_u32("adapter layer", &[1], &[i as u32])?;
+            let p = rec.gather_rows(&prefix, &row)?;
+            let qkv = layer.wqkv.forward(rec, &p)?;
+            let mut value = rec.slice(&qkv, 1, c.dim + kv_dim..c.dim + 2 * kv_dim)?;
             if let Some((down, up)) = &layer.wv_lora {
                 let low = down.forward(rec, &p)?;
                 let lora = up.forward(rec, &low)?;
                 value = rec.sub(&value, &lora)?;
             }
             let gated = rec.mul(&value, &layer.gate)?;
-            rec.kv_write(&gated, &cache.prefix[i], &slot_row)?;
+            rec.scatter_rows(&gated, &cache.prefix[i], &slot_row)?;
         }
         Ok(())
     }
@@ -247,8 +237,8 @@ impl Llama {
         if let Some(&t) = tokens.iter().find(|&&t| t as usize >= self.config.vocab) {
             return Err(Error::Request(format!("token {t} is past the vocabulary of {}", self.config.vocab)));
         }
-        let ids = rec.gpu.upload_u32("tokens", &[tokens.len()], tokens)?;
-        Ok(rec.embedding(&self.tok_embeddings, &ids)?)
+        let ids = rec.upload_u32("tokens", &[tokens.len()], tokens)?;
+        Ok(rec.gather_rows(&self.tok_embeddings, &ids)?)
     }
 
     /// Runs `tokens` of sequence `slot` after what its cache holds, storing their keys and
@@ -259,25 +249,22 @@ impl Llama {
         if seq == 0 || pos0 + seq > cache.max_seq {
             return Err(Error::Request(format!("{seq} tokens after {pos0} do not fit the cache's {} per sequence", cache.max_seq)));
         }
-        let gpu = rec.gpu;
         let base = slot * cache.max_seq;
         let rows: Vec<u32> = (base + pos0..base + pos0 + seq).map(|r| r as u32).collect();
-        let rows = gpu.upload_u32("cache rows", &[seq], &rows)?;
+        let rows = rec.upload_u32("cache rows", &[seq], &rows)?;
         let positions: Vec<u32> = (pos0..pos0 + seq).map(|p| p as u32).collect();
-        let positions = gpu.upload_u32("positions", &[seq], &positions)?;
-        let slot_row = gpu.upload_u32("slot", &[1], &[slot as u32])?;
+        let positions = rec.upload_u32("positions", &[seq], &positions)?;
+        let shape = self.heads();
         let mut x = self.embed(rec, tokens)?;
         for (l, layer) in self.layers.iter().enumerate() {
-            let attn = self.attend(rec, layer, l, cache, &x, &rows, &positions, pos0 + seq, |rec, q, k, v, shape| {
-                Ok(rec.attention(Heads::of(q), Heads::of(k), Heads::of(v), shape, base..base + pos0 + seq, Some(pos0))?)
-            })?;
-            let attn = match l.checked_sub(self.first_adapter()) {
-                Some(i) => {
-                    let prefix = rec.embedding(&cache.prefix[i], &slot_row)?;
-                    rec.add(&attn, &prefix)?
-                }
-                None => attn,
-            };
+            let h = layer.attention_norm.forward(rec, &x)?;
+            let qkv = layer.wqkv.forward(rec, &h)?;
+            let q = rec.rope_kv(&qkv, shape, &self.rope, &positions, pos0 + seq, &cache.k[l], &cache.v[l], &rows)?;
+            let mut a = Attention::new(Heads::of(&q), Heads::of(&cache.k[l]), Heads::of(&cache.v[l]), shape, base..base + pos0 + seq).causal(pos0);
+            if let Some(i) = l.checked_sub(self.first_adapter()) {
+                a = a.addend(&cache.prefix[i], slot, 0);
+            }
+            let attn = rec.attention(&a)?;
             x = self.finish_layer(rec, layer, &x, &attn)?;
         }
         cache.lens[slot] += seq;
@@ -287,30 +274,41 @@ impl Llama {
     /// Runs one token for every slot (`tokens[s]` for slot `s`) after what each holds. Returns
     /// the hidden states `(slots, dim)` before the final norm.
     pub fn decode(&self, rec: &mut Recorder, cache: &mut KvCache, tokens: &[u32]) -> Result<GpuTensor> {
-        if tokens.len() != cache.slots {
-            return Err(Error::Request(format!("decode: {} tokens for {} sequence slots", tokens.len(), cache.slots)));
+        if let Some(&t) = tokens.iter().find(|&&t| t as usize >= self.config.vocab) {
+            return Err(Error::Request(format!("token {t} is past the vocabulary of {}", self.config.vocab)));
+        }
+        let ids = rec.upload_u32("tokens", &[tokens.len()], tokens)?;
+        self.decode_ids(rec, cache, &ids)
+    }
+
+    /// [`Llama::decode`] of token ids already on the GPU (`(slots)` u32, such as the last
+    /// step's sampled tokens); ids past the vocabulary embed as zeros.
+    pub fn decode_ids(&self, rec: &mut Recorder, cache: &mut KvCache, ids: &GpuTensor) -> Result<GpuTensor> {
+        if ids.numel() != cache.slots {
+            return Err(Error::Request(format!("decode: {} tokens for {} sequence slots", ids.numel(), cache.slots)));
         }
         if let Some(s) = cache.lens.iter().position(|&l| l >= cache.max_seq) {
             return Err(Error::Request(format!("sequence {s} is full ({} tokens)", cache.max_seq)));
         }
-        let gpu = rec.gpu;
+        let slots = cache.slots;
         let rows: Vec<u32> = cache.lens.iter().enumerate().map(|(s, &l)| (s * cache.max_seq + l) as u32).collect();
-        let rows = gpu.upload_u32("cache rows", &[tokens.len()], &rows)?;
+        let rows = rec.upload_u32("cache rows", &[slots], &rows)?;
         let positions: Vec<u32> = cache.lens.iter().map(|&l| l as u32).collect();
-        let positions = gpu.upload_u32("positions", &[tokens.len()], &positions)?;
+        let positions = rec.upload_u32("positions", &[slots], &positions)?;
         let lens: Vec<u32> = cache.lens.iter().map(|&l| l as u32 + 1).collect();
-        let lens = gpu.upload_u32("keys per slot", &[tokens.len()], &lens)?;
+        let lens = rec.upload_u32("keys per slot", &[slots], &lens)?;
         let max_len = cache.lens.iter().max().copied().unwrap_or(0) + 1;
-        let max_seq = cache.max_seq;
-        let mut x = self.embed(rec, tokens)?;
+        let shape = self.heads();
+        let mut x = rec.gather_rows(&self.tok_embeddings, ids)?;
         for (l, layer) in self.layers.iter().enumerate() {
-            let attn = self.attend(rec, layer, l, cache, &x, &rows, &positions, max_len, |rec, q, k, v, shape| {
-                Ok(rec.attention_decode(Heads::of(q), k, v, shape, max_seq, &lens, max_len)?)
-            })?;
-            let attn = match l.checked_sub(self.first_adapter()) {
-                Some(i) => rec.add(&attn, &cache.prefix[i])?,
-                None => attn,
-            };
+            let h = layer.attention_norm.forward(rec, &x)?;
+            let qkv = layer.wqkv.forward(rec, &h)?;
+            let q = rec.rope_kv(&qkv, shape, &self.rope, &positions, max_len, &cache.k[l], &cache.v[l], &rows)?;
+            let mut a = DecodeAttention::new(Heads::of(&q), &cache.k[l], &cache.v[l], shape, cache.max_seq, &lens, max_len);
+            if let Some(i) = l.checked_sub(self.first_adapter()) {
+                a = a.addend(&cache.prefix[i], 0, 1);
+            }
+            let attn = rec.attention_decode(&a)?;
             x = self.finish_layer(rec, layer, &x, &attn)?;
         }
         for l in &mut cache.lens {
@@ -319,46 +317,18 @@ impl Llama {
         Ok(x)
     }
 
-    /// Norm, q/k/v, RoPE, the cache write, then `attention` over the cache.
-    #[allow(clippy::too_many_arguments)]
-    fn attend(
-        &self,
-        rec: &mut Recorder,
-        layer: &Layer,
-        l: usize,
-        cache: &KvCache,
-        x: &GpuTensor,
-        rows: &GpuTensor,
-        positions: &GpuTensor,
-        end: usize,
-        attention: impl Fn(&mut Recorder, &GpuTensor, &GpuTensor, &GpuTensor, HeadShape) -> Result<GpuTensor>,
-    ) -> Result<GpuTensor> {
-        let shape = self.heads();
-        let n = x.rows();
-        let h = layer.attention_norm.forward(rec, x)?;
-        let q = layer.wq.forward(rec, &h)?.reshape(&[n, shape.heads, shape.head_dim])?;
-        let k = layer.wk.forward(rec, &h)?.reshape(&[n, shape.kv_heads, shape.head_dim])?;
-        let v = layer.wv.forward(rec, &h)?;
-        let q = rec.rope_at(&q, &self.rope, positions, end)?.reshape(&[n, shape.heads * shape.head_dim])?;
-        let k = rec.rope_at(&k, &self.rope, positions, end)?.reshape(&[n, shape.kv_heads * shape.head_dim])?;
-        rec.kv_write(&k, &cache.k[l], rows)?;
-        rec.kv_write(&v, &cache.v[l], rows)?;
-        attention(rec, &q, &cache.k[l], &cache.v[l], shape)
-    }
-
-    /// `wo`, the residual, then the feed-forward block and its residual.
+    /// `wo` with the residual, then the FFN norm and the feed-forward block with its
+    /// residual.
     fn finish_layer(&self, rec: &mut Recorder, layer: &Layer, x: &GpuTensor, attn: &GpuTensor) -> Result<GpuTensor> {
-        let o = layer.wo.forward(rec, attn)?;
-        let x = rec.add(x, &o)?;
+        let x = layer.wo.forward_residual(rec, attn, Some(x))?;
         let h = layer.ffn_norm.forward(rec, &x)?;
-        let f = layer.feed_forward.forward(rec, &h)?;
-        Ok(rec.add(&x, &f)?)
+        layer.feed_forward.forward(rec, &h, Some(&x))
     }
 
     /// Rows `rows` of `hidden`.
     pub fn rows(&self, rec: &mut Recorder, hidden: &GpuTensor, rows: &[u32]) -> Result<GpuTensor> {
-        let ids = rec.gpu.upload_u32("rows", &[rows.len()], rows)?;
-        Ok(rec.embedding(hidden, &ids)?)
+        let ids = rec.upload_u32("rows", &[rows.len()], rows)?;
+        Ok(rec.gather_rows(hidden, &ids)?)
     }
 
     /// Logits `(rows, vocab)` of hidden states `(rows, dim)`: the final norm, then `output`.
@@ -370,6 +340,17 @@ impl Llama {
     /// The activation type.
     pub fn dtype(&self) -> DType {
         self.dtype
+    }
+
+    /// Bytes of weights a decoding step reads: every layer's and the output head, not the
+    /// embedding table (one row per token).
+    pub fn weight_bytes_per_step(&self) -> u64 {
+        let layer: u64 = self
+            .layers
+            .iter()
+            .map(|l| [&l.wqkv, &l.wo, &l.feed_forward.w13, &l.feed_forward.w2].iter().map(|lin| lin.weight.bytes() + lin.bias.as_ref().map_or(0, GpuTensor::bytes)).sum::<u64>() + l.attention_norm.weight.bytes() + l.ffn_norm.weight.bytes())
+            .sum();
+        layer + self.output.weight.bytes() + self.norm.weight.bytes()
     }
 }
 

@@ -5,83 +5,19 @@
 //! ReLU feed-forwards, final norms on both stacks) whose decoder attends from learned queries,
 //! then `out_proj` to the decoder's conditioning width (MusicGen's T5 states).
 
-use crate::layers::Linear;
+use crate::layers::{LayerNorm, Linear, Mlp, MultiHeadAttention};
 use crate::{Error, Result, Store};
-use m2ugen_gpu::{GpuTensor, HeadShape, Heads, Recorder, Unary};
+use m2ugen_gpu::{Gpu, GpuTensor, Recorder, Unary};
 
-/// A LayerNorm with weight and bias.
-struct LayerNorm {
-    weight: GpuTensor,
-    bias: GpuTensor,
-}
-
-impl LayerNorm {
-    fn load(store: &Store, name: &str, dim: usize) -> Result<Self> {
-        Ok(LayerNorm { weight: store.tensor(&format!("{name}.weight"), &[dim])?, bias: store.tensor(&format!("{name}.bias"), &[dim])? })
-    }
-
-    fn forward(&self, rec: &mut Recorder, x: &GpuTensor) -> Result<GpuTensor> {
-        Ok(rec.layer_norm(x, &self.weight, &self.bias, 1e-5)?)
-    }
-
-    /// `norm(x + residual)`: the post-norm step.
-    fn add_norm(&self, rec: &mut Recorder, x: &GpuTensor, residual: &GpuTensor) -> Result<GpuTensor> {
-        let sum = rec.add(x, residual)?;
-        self.forward(rec, &sum)
-    }
-}
-
-/// PyTorch's `nn.MultiheadAttention`: one fused q|k|v projection, then `out_proj`. The fused
-/// projection is applied whole to the queries' and to the memory's rows, and the heads are read
-/// at their column offsets: for cross-attention that computes unused columns (cheap at the
-/// projector's size) and needs no copy of the weight.
-struct MultiheadAttention {
-    in_proj: Linear,
-    out: Linear,
-}
-
-impl MultiheadAttention {
-    fn load(store: &Store, name: &str, dim: usize) -> Result<Self> {
-        let in_proj = Linear {
-            weight: store.weight(&format!("{name}.in_proj_weight"), 3 * dim, dim)?,
-            bias: Some(store.tensor(&format!("{name}.in_proj_bias"), &[3 * dim])?),
-        };
-        Ok(MultiheadAttention { in_proj, out: Linear::load(store, &format!("{name}.out_proj"), dim, dim, true)? })
-    }
-
-    /// Self-attention when `memory` is `None`.
-    fn forward(&self, rec: &mut Recorder, x: &GpuTensor, memory: Option<&GpuTensor>, heads: usize) -> Result<GpuTensor> {
-        let dim = x.cols();
-        let q = self.in_proj.forward(rec, x)?;
-        let kv = match memory {
-            Some(m) => self.in_proj.forward(rec, m)?,
-            None => q.clone(),
-        };
-        let shape = HeadShape { heads, kv_heads: heads, head_dim: dim / heads };
-        let a = rec.attention(Heads::of(&q), Heads { tensor: &kv, offset: dim }, Heads { tensor: &kv, offset: 2 * dim }, shape, 0..kv.rows(), None)?;
-        self.out.forward(rec, &a)
-    }
-}
-
-struct FeedForward {
-    linear1: Linear,
-    linear2: Linear,
-}
-
-impl FeedForward {
-    fn forward(&self, rec: &mut Recorder, x: &GpuTensor) -> Result<GpuTensor> {
-        let h = self.linear1.forward(rec, x)?;
-        let h = rec.unary(Unary::Relu, &h)?;
-        self.linear2.forward(rec, &h)
-    }
-}
+/// PyTorch's `nn.Transformer` LayerNorm epsilon.
+const EPS: f32 = 1e-5;
 
 /// One post-norm layer: self-attention, (for the decoder) cross-attention, feed-forward, each
 /// followed by its residual and norm.
 struct TransformerLayer {
-    self_attn: MultiheadAttention,
-    cross_attn: Option<MultiheadAttention>,
-    feed_forward: FeedForward,
+    self_attn: MultiHeadAttention,
+    cross_attn: Option<MultiHeadAttention>,
+    feed_forward: Mlp,
     norms: Vec<LayerNorm>,
 }
 
@@ -156,27 +92,24 @@ pub struct OutputProjector {
 
 impl OutputProjector {
     /// Builds the projector from uploaded tensors (`output_projector.*`).
-    pub fn load(store: &Store, config: ProjectorConfig) -> Result<Self> {
+    pub fn load(gpu: &Gpu, store: &Store, config: ProjectorConfig) -> Result<Self> {
         let c = &config;
         let t = "output_projector.transformer";
         let layer = |stack: &str, i: usize, decoder: bool| -> Result<TransformerLayer> {
             let at = format!("{t}.{stack}.layers.{i}");
             Ok(TransformerLayer {
-                self_attn: MultiheadAttention::load(store, &format!("{at}.self_attn"), c.dim)?,
-                cross_attn: if decoder { Some(MultiheadAttention::load(store, &format!("{at}.multihead_attn"), c.dim)?) } else { None },
-                feed_forward: FeedForward {
-                    linear1: Linear::load(store, &format!("{at}.linear1"), c.ffn, c.dim, true)?,
-                    linear2: Linear::load(store, &format!("{at}.linear2"), c.dim, c.ffn, true)?,
-                },
-                norms: (1..=if decoder { 3 } else { 2 }).map(|n| LayerNorm::load(store, &format!("{at}.norm{n}"), c.dim)).collect::<Result<_>>()?,
+                self_attn: MultiHeadAttention::load_pytorch(gpu, store, &format!("{at}.self_attn"), c.dim, c.heads)?,
+                cross_attn: if decoder { Some(MultiHeadAttention::load_pytorch(gpu, store, &format!("{at}.multihead_attn"), c.dim, c.heads)?) } else { None },
+                feed_forward: Mlp::load(store, &format!("{at}.linear1"), &format!("{at}.linear2"), c.dim, c.ffn, Unary::Relu, true)?,
+                norms: (1..=if decoder { 3 } else { 2 }).map(|n| LayerNorm::load(store, &format!("{at}.norm{n}"), c.dim, EPS)).collect::<Result<_>>()?,
             })
         };
         Ok(OutputProjector {
             in_proj: Linear::load(store, "output_projector.in_proj", c.dim, c.llm_dim, true)?,
             encoder: (0..c.encoder_layers).map(|i| layer("encoder", i, false)).collect::<Result<_>>()?,
-            encoder_norm: LayerNorm::load(store, &format!("{t}.encoder.norm"), c.dim)?,
+            encoder_norm: LayerNorm::load(store, &format!("{t}.encoder.norm"), c.dim, EPS)?,
             decoder: (0..c.decoder_layers).map(|i| layer("decoder", i, true)).collect::<Result<_>>()?,
-            decoder_norm: LayerNorm::load(store, &format!("{t}.decoder.norm"), c.dim)?,
+            decoder_norm: LayerNorm::load(store, &format!("{t}.decoder.norm"), c.dim, EPS)?,
             queries: store.tensor("output_projector.queries", &[1, c.queries, c.dim])?.reshape(&[c.queries, c.dim])?,
             out_proj: Linear::load(store, "output_projector.out_proj", c.out_dim, c.dim, true)?,
             config,
@@ -186,25 +119,24 @@ impl OutputProjector {
     /// `hidden` `(n, llm_dim)` (states before the LLM's final norm) and the `[AUD]` embeddings
     /// `(n, llm_dim)` to the conditioning `(queries, out_dim)`.
     pub fn forward(&self, rec: &mut Recorder, hidden: &GpuTensor, aud_embeddings: &GpuTensor) -> Result<GpuTensor> {
-        let heads = self.config.heads;
         let x = rec.add(hidden, aud_embeddings)?;
         let mut x = self.in_proj.forward(rec, &x)?;
         for l in &self.encoder {
-            let a = l.self_attn.forward(rec, &x, None, heads)?;
+            let a = l.self_attn.forward(rec, &x, None)?;
             x = l.norms[0].add_norm(rec, &x, &a)?;
-            let f = l.feed_forward.forward(rec, &x)?;
+            let f = l.feed_forward.forward(rec, &x, None)?;
             x = l.norms[1].add_norm(rec, &x, &f)?;
         }
         let memory = self.encoder_norm.forward(rec, &x)?;
         let mut y = self.queries.clone();
         for l in &self.decoder {
-            let a = l.self_attn.forward(rec, &y, None, heads)?;
+            let a = l.self_attn.forward(rec, &y, None)?;
             y = l.norms[0].add_norm(rec, &y, &a)?;
             if let Some(cross) = &l.cross_attn {
-                let a = cross.forward(rec, &y, Some(&memory), heads)?;
+                let a = cross.forward(rec, &y, Some(&memory))?;
                 y = l.norms[1].add_norm(rec, &y, &a)?;
             }
-            let f = l.feed_forward.forward(rec, &y)?;
+            let f = l.feed_forward.forward(rec, &y, None)?;
             y = l.norms[2].add_norm(rec, &y, &f)?;
         }
         let y = self.decoder_norm.forward(rec, &y)?;

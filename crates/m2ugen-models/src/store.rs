@@ -1,16 +1,16 @@
-//! Tensors uploaded as they arrive from the loader, then taken by name when a model is built.
+//! Tensors uploaded as they arrive, then taken by name when a model is built.
 //!
-//! The loader hands over one verified tensor at a time; [`Store::insert`] uploads it at once (in
-//! the activation type, or as a quantized weight), so a model is never held whole in CPU memory.
-//! Tensors of at most [`SMALL`] elements are also kept on the CPU, for values a model needs
-//! there (the adapter gates).
+//! Whoever fetches the weights (the pipeline's loader, a test, a benchmark) hands over one
+//! verified tensor at a time; [`Store::insert`] uploads it at once (in the activation type, or
+//! as a quantized weight), so a model is never held whole in CPU memory. This crate never fetches
+//! anything itself. Tensors of at most [`SMALL`] elements are also kept on the CPU, for values a
+//! model needs there (the adapter gates).
 
 use crate::{Error, Result};
 use half::f16;
-use m2ugen_core::quant::{scale_words_per_row, QuantFormat, QuantizedMatrix};
-use m2ugen_core::DType;
+use m2ugen_core::quant::{scale_words_per_row, QuantizedMatrix};
+use m2ugen_core::{DType, StoredType};
 use m2ugen_gpu::{Gpu, GpuTensor, Weight};
-use m2ugen_weights::{StoredType, TensorEntry};
 use std::collections::HashMap;
 
 /// Tensors up to this many elements are kept on the CPU too.
@@ -46,14 +46,14 @@ impl Store {
         self.dtype
     }
 
-    /// Uploads one verified tensor.
-    pub fn insert(&mut self, gpu: &Gpu, entry: &TensorEntry, bytes: &[u8]) -> Result<()> {
-        let name = entry.name.as_str();
-        let shape = entry.shape.clone();
+    /// Uploads one tensor: `bytes` of `shape` stored as `stored` (the weight format's types).
+    pub fn insert(&mut self, gpu: &Gpu, name: &str, shape: &[usize], stored: StoredType, bytes: &[u8]) -> Result<()> {
         let numel: usize = shape.iter().product();
-        let (weight, values) = match entry.dtype {
-            StoredType::Q8 | StoredType::Q4 => {
-                let format = if entry.dtype == StoredType::Q8 { QuantFormat::Q8 } else { QuantFormat::Q4 };
+        if stored.bytes_for(shape) != Some(bytes.len() as u64) {
+            return Err(Error::Tensor { name: name.into(), problem: format!("{} bytes do not hold {shape:?} as {stored:?}", bytes.len()) });
+        }
+        let (weight, values) = match stored.quant_format() {
+            Some(format) => {
                 let cols = shape.last().copied().unwrap_or(0);
                 let rows = if cols == 0 { 0 } else { numel / cols };
                 let words: Vec<u32> = bytes.chunks_exact(4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
@@ -64,20 +64,26 @@ impl Store {
                 let m = QuantizedMatrix { format, rows, cols, q: words[..q_words].to_vec(), scales: words[q_words..].to_vec() };
                 (gpu.upload_quant(name, &m)?, None)
             }
-            StoredType::U32 => (Weight::Dense(gpu.upload_bytes(name, &shape, DType::U32, bytes)?), None),
-            stored => {
+            None if stored == StoredType::U32 => (Weight::Dense(gpu.upload_bytes(name, shape, DType::U32, bytes)?), None),
+            None => {
                 let same = (stored == StoredType::F32 && self.dtype == DType::F32) || (stored == StoredType::F16 && self.dtype == DType::F16);
                 let small = numel <= SMALL;
                 let values = (!same || small).then(|| f32_of(bytes, stored));
                 let t = match &values {
-                    Some(v) if !same => gpu.upload(name, &shape, self.dtype, v)?,
-                    _ => gpu.upload_bytes(name, &shape, self.dtype, bytes)?,
+                    Some(v) if !same => gpu.upload(name, shape, self.dtype, v)?,
+                    _ => gpu.upload_bytes(name, shape, self.dtype, bytes)?,
                 };
                 (Weight::Dense(t), values.filter(|_| small))
             }
         };
-        self.tensors.insert(name.to_string(), Held { shape, weight, values });
+        self.tensors.insert(name.to_string(), Held { shape: shape.to_vec(), weight, values });
         Ok(())
+    }
+
+    /// Uploads f32 values as a float tensor of the activation type (random or computed weights).
+    pub fn insert_f32(&mut self, gpu: &Gpu, name: &str, shape: &[usize], values: &[f32]) -> Result<()> {
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        self.insert(gpu, name, shape, StoredType::F32, &bytes)
     }
 
     fn held(&self, name: &str, shape: &[usize]) -> Result<&Held> {
@@ -91,6 +97,11 @@ impl Store {
     /// Whether `name` was loaded.
     pub fn has(&self, name: &str) -> bool {
         self.tensors.contains_key(name)
+    }
+
+    /// The names held, in no order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.tensors.keys().map(String::as_str)
     }
 
     /// The shape of `name`.
@@ -116,33 +127,14 @@ impl Store {
         self.held(name, shape)?.values.clone().ok_or_else(|| Error::Tensor { name: name.into(), problem: format!("is not a float tensor of at most {SMALL} elements") })
     }
 
+    /// Removes `name` from the store (once a model holds it, or a fused copy of it), so its GPU
+    /// memory goes when the model lets go.
+    pub fn remove(&mut self, name: &str) {
+        self.tensors.remove(name);
+    }
+
     /// Bytes held on the GPU.
     pub fn gpu_bytes(&self) -> u64 {
         self.tensors.values().map(|h| h.weight.bytes()).sum()
     }
 }
-
-impl Store {
-    /// Streams the manifest's tensors whose names `wanted` accepts from `fetcher`, verifying
-    /// each, and uploads them as they arrive. `on_event` receives progress and notices.
-    pub async fn load<F: m2ugen_weights::loader::Fetcher>(
-        gpu: &Gpu,
-        dtype: DType,
-        fetcher: &F,
-        manifest: &m2ugen_weights::Manifest,
-        wanted: impl Fn(&str) -> bool,
-        options: &m2ugen_weights::loader::LoadOptions<'_>,
-        on_event: impl FnMut(m2ugen_weights::loader::Event),
-    ) -> Result<Store, LoadError> {
-        let names: Vec<&str> = manifest.tensors.iter().map(|t| t.name.as_str()).filter(|n| wanted(n)).collect();
-        let mut store = Store::new(dtype);
-        m2ugen_weights::loader::load_tensors(fetcher, manifest, Some(&names), options, on_event, |entry, bytes| {
-            store.insert(gpu, entry, &bytes).map_err(|e| m2ugen_weights::Error::Consume { tensor: entry.name.clone(), problem: e.to_string() })
-        })
-        .await?;
-        Ok(store)
-    }
-}
-
-/// Why loading weights failed: the weights themselves (download, hash, manifest) or the GPU.
-pub type LoadError = m2ugen_weights::Error;

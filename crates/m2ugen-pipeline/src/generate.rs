@@ -5,10 +5,15 @@
 //! Stops per sequence on the end-of-sequence token, on a stop text (the reference's `\n###`)
 //! or at a length; streams each token and its text to the caller as it is produced; a
 //! [`Cancel`] flag ends every sequence at the next step.
+//!
+//! Each step chooses the next tokens on the GPU (greedy, or a draw with a uniform number from
+//! each sequence's seeded generator) and reads back only their ids; they feed the next step
+//! without leaving the GPU. Text is detokenized incrementally ([`TextStream`]): a step decodes a
+//! window of a few tokens, not the whole sequence again.
 
-use crate::sampling::{sample, Sampling};
+use crate::sampling::Sampling;
 use m2ugen_core::rng::Rng;
-use m2ugen_gpu::{Gpu, Recorder};
+use m2ugen_gpu::{Gpu, GpuTensor, Recorder};
 use m2ugen_models::llama::Media;
 use m2ugen_models::Llama;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,6 +23,41 @@ use std::sync::Arc;
 pub trait Detokenize {
     /// The text of `tokens`.
     fn decode(&self, tokens: &[u32]) -> String;
+}
+
+/// Incremental detokenization: the text each new token adds, decoding only the tokens since the
+/// last complete piece of text (two, unless a character is still incomplete), never the whole
+/// sequence. Decoding the window with the token before it keeps word-initial spaces right
+/// (SentencePiece drops the space of a text's first word).
+#[derive(Clone, Debug, Default)]
+pub struct TextStream {
+    tokens: Vec<u32>,
+    prefix: usize,
+    read: usize,
+}
+
+impl TextStream {
+    /// Adds `token`; returns the text it completes (empty while a character is incomplete).
+    pub fn push(&mut self, detokenize: &dyn Detokenize, token: u32) -> String {
+        self.tokens.push(token);
+        let before = detokenize.decode(&self.tokens[self.prefix..self.read]);
+        let now = detokenize.decode(&self.tokens[self.prefix..]);
+        if now.len() <= before.len() || now.ends_with('\u{FFFD}') {
+            return String::new();
+        }
+        // The window's text normally starts with what it gave before; if a merge changed that,
+        // the new text is what follows the common start.
+        let common = before.char_indices().zip(now.chars()).take_while(|((_, a), b)| a == b).last().map_or(0, |((i, a), _)| i + a.len_utf8());
+        let added = now[common..].to_string();
+        self.prefix = self.read;
+        self.read = self.tokens.len();
+        added
+    }
+
+    /// The tokens pushed so far.
+    pub fn tokens(&self) -> &[u32] {
+        &self.tokens
+    }
 }
 
 /// One sequence to generate.
@@ -96,9 +136,11 @@ impl Cancel {
 pub struct Streamed<'a> {
     /// Which request.
     pub sequence: usize,
-    /// The new token.
+    /// The new token (the end-of-sequence token when it releases held-back text).
     pub token: u32,
-    /// Text added by it (may be empty while a character is incomplete).
+    /// Text added by it: empty while a character is incomplete, and text that may begin a stop
+    /// text is held back until the next token says whether it does. The pieces add up to the
+    /// output's text.
     pub text: &'a str,
 }
 
@@ -124,8 +166,10 @@ impl From<m2ugen_gpu::Error> for GenerateError {
 
 struct Sequence {
     rng: Rng,
-    tokens: Vec<u32>,
+    stream: TextStream,
     text: String,
+    /// Bytes of `text` streamed to the caller.
+    emitted: usize,
     finish: Option<Finish>,
 }
 
@@ -149,62 +193,164 @@ pub async fn generate(
         return Err(GenerateError::Request(format!("a prompt of {longest} tokens leaves no room in the model's {} positions", llama.config.max_seq)));
     }
     let mut cache = llama.new_cache(gpu, requests.len(), max_seq)?;
-    let mut seqs: Vec<Sequence> = requests.iter().map(|r| Sequence { rng: Rng::new(r.seed), tokens: Vec::new(), text: String::new(), finish: None }).collect();
-    let vocab = llama.config.vocab;
+    let mut seqs: Vec<Sequence> = requests.iter().map(|r| Sequence { rng: Rng::new(r.seed), stream: TextStream::default(), text: String::new(), emitted: 0, finish: None }).collect();
+    let choose = settings.sampling.on_gpu();
+    let longest_stop = settings.stop_texts.iter().map(String::len).max().unwrap_or(0);
 
     // Prefill each prompt; the last position's logits give its first token.
-    let mut logits = Vec::with_capacity(requests.len() * vocab);
+    let mut chosen = Vec::with_capacity(requests.len());
     for (slot, r) in requests.iter().enumerate() {
         let mut rec = Recorder::new(gpu);
         llama.set_media(&mut rec, &mut cache, slot, r.media)?;
         let hidden = llama.prefill(&mut rec, &mut cache, slot, &r.prompt)?;
         let last = llama.rows(&mut rec, &hidden, &[r.prompt.len() as u32 - 1])?;
         let l = llama.logits(&mut rec, &last)?;
+        let draw = seqs[slot].draw(&settings.sampling);
+        let ids = rec.choose_tokens(&l, &choose, &[draw])?;
         rec.submit()?;
-        logits.extend(gpu.read(&l).await?);
+        chosen.extend(gpu.read_u32(&ids).await?);
     }
+    let mut next_ids: Option<GpuTensor> = None;
     loop {
         // Read once per step, so a cancel ends every sequence after the same step.
         let cancelled = cancel.is_cancelled();
-        let mut next = Vec::with_capacity(seqs.len());
         for (i, s) in seqs.iter_mut().enumerate() {
             if s.finish.is_some() {
-                // A finished sequence rides along with its last token; its output is ignored.
-                next.push(s.tokens.last().copied().unwrap_or(requests[i].prompt[0]));
                 continue;
             }
-            if cancelled {
-                s.finish = Some(Finish::Cancelled);
-                next.push(requests[i].prompt[0]);
+            let token = chosen[i];
+            if cancelled || Some(token) == settings.eos {
+                s.finish = Some(if cancelled { Finish::Cancelled } else { Finish::Eos });
+                // Text held back as a possible stop text's start is the sequence's after all.
+                if s.emitted < s.text.len() {
+                    on_token(Streamed { sequence: i, token, text: &s.text[s.emitted..] });
+                    s.emitted = s.text.len();
+                }
                 continue;
             }
-            let token = sample(&logits[i * vocab..(i + 1) * vocab], &settings.sampling, &mut s.rng)? as u32;
-            next.push(token);
-            if Some(token) == settings.eos {
-                s.finish = Some(Finish::Eos);
-                continue;
-            }
-            s.tokens.push(token);
-            let text = detokenize.decode(&s.tokens);
-            let stop = settings.stop_texts.iter().filter_map(|t| text.find(t.as_str())).min();
-            let shown = &text[..stop.unwrap_or(text.len())];
-            let added = shown.get(s.text.len()..).unwrap_or("");
-            on_token(Streamed { sequence: i, token, text: added });
-            s.text = shown.to_string();
-            if stop.is_some() {
+            let added = s.stream.push(detokenize, token);
+            // A stop text can only end in the newest text: search its tail.
+            let from = floor_char(&s.text, s.text.len().saturating_sub(longest_stop));
+            s.text.push_str(&added);
+            if let Some(at) = settings.stop_texts.iter().filter_map(|t| s.text[from..].find(t.as_str()).map(|at| from + at)).min() {
+                s.text.truncate(at);
                 s.finish = Some(Finish::StopText);
-            } else if s.tokens.len() >= settings.max_new_tokens || cache.lens[i] + 1 >= max_seq {
+            } else if s.stream.tokens().len() >= settings.max_new_tokens || cache.lens[i] + 1 >= max_seq {
                 s.finish = Some(Finish::Length);
             }
+            // Stream what cannot be the start of a stop text (all of it once finished).
+            let end = if s.finish.is_some() { s.text.len() } else { s.text.len() - held_back(&s.text, &settings.stop_texts) };
+            let shown = &s.text[s.emitted.min(end)..end];
+            on_token(Streamed { sequence: i, token, text: shown });
+            s.emitted = s.emitted.max(end);
         }
         if seqs.iter().all(|s| s.finish.is_some()) {
             break;
         }
+        // Every slot advances; finished ones ride along and their tokens are ignored.
         let mut rec = Recorder::new(gpu);
-        let hidden = llama.decode(&mut rec, &mut cache, &next)?;
+        let hidden = match &next_ids {
+            Some(ids) => llama.decode_ids(&mut rec, &mut cache, ids)?,
+            None => llama.decode(&mut rec, &mut cache, &chosen)?,
+        };
         let l = llama.logits(&mut rec, &hidden)?;
+        let draws: Vec<f32> = seqs.iter_mut().map(|s| if s.finish.is_some() { 0.0 } else { s.draw(&settings.sampling) }).collect();
+        let ids = rec.choose_tokens(&l, &choose, &draws)?;
         rec.submit()?;
-        logits = gpu.read(&l).await?;
+        chosen = gpu.read_u32(&ids).await?;
+        next_ids = Some(ids);
     }
-    Ok(seqs.into_iter().map(|s| Output { tokens: s.tokens, text: s.text, finish: s.finish.unwrap_or(Finish::Length) }).collect())
+    Ok(seqs.into_iter().map(|s| Output { tokens: s.stream.tokens().to_vec(), text: s.text, finish: s.finish.unwrap_or(Finish::Length) }).collect())
+}
+
+impl Sequence {
+    /// The uniform number of this sequence's next draw (none is taken when greedy).
+    fn draw(&mut self, sampling: &Sampling) -> f32 {
+        match sampling {
+            Sampling::Greedy => 0.0,
+            Sampling::Sample { .. } => self.rng.uniform(),
+        }
+    }
+}
+
+/// Bytes at the end of `text` that could be the start of a stop text (held back from the
+/// stream until the next token tells).
+fn held_back(text: &str, stops: &[String]) -> usize {
+    stops
+        .iter()
+        .flat_map(|stop| (1..stop.len()).rev().filter(|&n| stop.is_char_boundary(n) && text.ends_with(&stop[..n])).take(1))
+        .max()
+        .unwrap_or(0)
+}
+
+/// The largest char boundary of `s` at or before `i`.
+fn floor_char(s: &str, mut i: usize) -> usize {
+    while !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+
+    /// SentencePiece-like: pieces with `▁` for a space (dropped at the very start of a text),
+    /// byte tokens joined into UTF-8 (U+FFFD while incomplete). Records each call's length.
+    struct Pieces(RefCell<Vec<usize>>);
+
+    impl Detokenize for Pieces {
+        fn decode(&self, tokens: &[u32]) -> String {
+            self.0.borrow_mut().push(tokens.len());
+            let mut bytes = Vec::new();
+            for &t in tokens {
+                match t {
+                    0 => bytes.extend("▁hello".as_bytes()),
+                    1 => bytes.extend("▁world".as_bytes()),
+                    2 => bytes.push(0xC3),
+                    3 => bytes.push(0xA9),
+                    _ => bytes.extend("!".as_bytes()),
+                }
+            }
+            let text = String::from_utf8_lossy(&bytes).replace('▁', " ");
+            text.strip_prefix(' ').map_or(text.clone(), str::to_string)
+        }
+    }
+
+    #[test]
+    fn streamed_text_adds_up_to_the_whole_and_decodes_short_windows() {
+        let tokens = [0u32, 1, 2, 3, 4, 0, 2, 3, 2, 3, 1, 4];
+        let pieces = Pieces(RefCell::new(Vec::new()));
+        let mut stream = TextStream::default();
+        let mut streamed = String::new();
+        let mut shown = Vec::new();
+        for &t in &tokens {
+            let added = stream.push(&pieces, t);
+            shown.push(added.clone());
+            streamed.push_str(&added);
+        }
+        let whole = pieces.decode(&tokens);
+        assert_eq!(streamed, whole);
+        assert_eq!(whole, "hello world\u{e9}! hello\u{e9}\u{e9} world!");
+        // The first byte of é shows nothing; the second shows the character.
+        assert_eq!(shown[2], "");
+        assert_eq!(shown[3], "\u{e9}");
+        assert_eq!(shown[1], " world");
+        // Never more than the window since the last complete piece (3 tokens here), however
+        // long the text grows.
+        let longest = pieces.0.borrow().iter().take(2 * tokens.len()).max().copied().unwrap_or(0);
+        assert!(longest <= 3, "a step decoded {longest} tokens");
+    }
+
+    #[test]
+    fn text_that_may_begin_a_stop_text_is_held_back() {
+        let stops = vec!["\n###".to_string(), "END".to_string()];
+        assert_eq!(held_back("an answer\n#", &stops), 2);
+        assert_eq!(held_back("an answer\n", &stops), 1);
+        assert_eq!(held_back("an answer E", &stops), 1);
+        assert_eq!(held_back("an answer", &stops), 0);
+        assert_eq!(held_back("", &stops), 0);
+        assert_eq!(floor_char("aé", 2), 1);
+    }
 }

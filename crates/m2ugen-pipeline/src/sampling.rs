@@ -1,8 +1,10 @@
 //! Choosing the next token from logits.
 //!
 //! `Sample` applies, in order: temperature, top-k, top-p (the smallest set of most likely tokens
-//! whose probability reaches `top_p`, at least one), then draws from what is left with the
-//! caller's seeded [`Rng`], so a seed reproduces a generation on every target.
+//! whose probability reaches `top_p`, at least one), then draws from what is left with a uniform
+//! number from the caller's seeded [`Rng`], so a seed reproduces a generation on every target.
+//! Generation chooses on the GPU ([`Sampling::on_gpu`], `sample.wgsl`); [`sample`] is the same
+//! rule on the CPU (`m2ugen_core::cpu::sample_token`, the kernel's twin).
 
 use crate::{Error, Result};
 use m2ugen_core::rng::Rng;
@@ -43,54 +45,32 @@ impl Sampling {
     }
 }
 
-/// Index of the largest logit (the first of equals): the greedy choice.
-pub fn argmax(logits: &[f32]) -> usize {
-    let mut best = 0;
-    for (i, &v) in logits.iter().enumerate() {
-        if v > logits[best] {
-            best = i;
+impl Sampling {
+    /// The same choice as the GPU's token chooser takes it.
+    pub fn on_gpu(&self) -> m2ugen_gpu::Choose {
+        match *self {
+            Sampling::Greedy => m2ugen_gpu::Choose::Greedy,
+            Sampling::Sample { temperature, top_k, top_p } => m2ugen_gpu::Choose::Sample { temperature, top_k: top_k.unwrap_or(0), top_p: top_p.unwrap_or(1.0) },
         }
     }
-    best
 }
 
-/// The next token for `logits` under `sampling`.
+/// Index of the largest logit (the first of equals): the greedy choice.
+pub fn argmax(logits: &[f32]) -> usize {
+    m2ugen_core::cpu::argmax(logits)
+}
+
+/// The next token for `logits` under `sampling`, on the CPU (one uniform draw from `rng` when
+/// sampling).
 pub fn sample(logits: &[f32], sampling: &Sampling, rng: &mut Rng) -> Result<usize> {
     sampling.validate()?;
     if logits.is_empty() {
         return Err(Error::NoLogits);
     }
-    let Sampling::Sample { temperature, top_k, top_p } = *sampling else {
-        return Ok(argmax(logits));
-    };
-    let max = logits.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-    let mut probs: Vec<(usize, f64)> = logits.iter().map(|&v| ((v - max) as f64 / temperature as f64).exp()).enumerate().collect();
-    // Most likely first; ties keep token order, so results do not depend on the sort.
-    probs.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-    if let Some(k) = top_k {
-        probs.truncate(k);
+    match *sampling {
+        Sampling::Greedy => Ok(argmax(logits)),
+        Sampling::Sample { temperature, top_k, top_p } => Ok(m2ugen_core::cpu::sample_token(logits, temperature, top_k.unwrap_or(0), top_p.unwrap_or(1.0), rng.uniform())),
     }
-    let total: f64 = probs.iter().map(|p| p.1).sum();
-    if let Some(p) = top_p {
-        let mut cumulative = 0.0;
-        let keep = probs
-            .iter()
-            .position(|&(_, q)| {
-                cumulative += q / total;
-                cumulative >= p as f64
-            })
-            .map_or(probs.len(), |i| i + 1);
-        probs.truncate(keep);
-    }
-    let total: f64 = probs.iter().map(|p| p.1).sum();
-    let mut u = rng.uniform() as f64 * total;
-    for &(token, q) in &probs {
-        if u < q {
-            return Ok(token);
-        }
-        u -= q;
-    }
-    Ok(probs[probs.len() - 1].0)
 }
 
 #[cfg(test)]

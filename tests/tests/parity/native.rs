@@ -22,7 +22,7 @@ fn converted(tag: &str, quant: Option<QuantFormat>) -> PathBuf {
     let inputs = Inputs { checkpoint: Some(&checkpoint), params: Some(&params), llama: None, tokenizer: None, hf: vec![] };
     // 64 KiB shards: the embedding table and the head (66 KiB each) are cut over two, so the
     // model loads from pieces.
-    let options = Options { float: StoredType::F32, quant, shard_bytes: 64 << 10, model: "fixture".into() };
+    let options = Options { float: StoredType::F32, quant, shard_bytes: 64 << 10, model: "fixture".into(), kind: None };
     convert(&inputs, &out, &options).unwrap();
     out
 }
@@ -86,7 +86,7 @@ fn llama_in_meta_and_hugging_face_layouts_gives_the_transformers_logits() {
         let _ = std::fs::remove_dir_all(&out);
         let source = llama_fixture().join(layout);
         let inputs = Inputs { checkpoint: None, params: None, llama: Some(&source), tokenizer: None, hf: vec![] };
-        convert(&inputs, &out, &Options { float: StoredType::F32, quant: None, shard_bytes: 1 << 20, model: format!("llama-{layout}") }).unwrap();
+        convert(&inputs, &out, &Options { float: StoredType::F32, quant: None, shard_bytes: 1 << 20, model: format!("llama-{layout}"), kind: None }).unwrap();
         dirs.push((layout, out));
     }
     block_on("llama_in_meta_and_hugging_face_layouts_gives_the_transformers_logits", 600, move || async move {
@@ -149,7 +149,7 @@ fn mu_llama_over_its_llama_2_base_gives_its_forward() {
     let (checkpoint, base) = (dir.join("checkpoint.pth"), dir.join("base"));
     let tokenizer = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/tokenizer/tokenizer.model");
     let inputs = Inputs { checkpoint: Some(&checkpoint), params: None, llama: Some(&base), tokenizer: Some(&tokenizer), hf: vec![] };
-    convert(&inputs, &out, &Options { float: StoredType::F32, quant: None, shard_bytes: 1 << 20, model: "mu-llama".into() }).unwrap();
+    convert(&inputs, &out, &Options { float: StoredType::F32, quant: None, shard_bytes: 1 << 20, model: "mu-llama".into(), kind: None }).unwrap();
 
     // Its tokenizer: text only (the model has a row per piece and no output tokens).
     let text = TextTokenizer::from_bytes(&std::fs::read(out.join("tokenizer.json")).unwrap()).unwrap();

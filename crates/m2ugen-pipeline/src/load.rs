@@ -1,0 +1,71 @@
+//! Loading a converted model: the loader (m2ugen-weights) streams and verifies each tensor, and
+//! the store (m2ugen-models) uploads it as it arrives; then the models are built from the store
+//! and the manifest's typed configurations.
+
+use m2ugen_core::config::{parse, LlamaParams};
+use m2ugen_core::DType;
+use m2ugen_gpu::Gpu;
+use m2ugen_models::{Llama, Store};
+use m2ugen_weights::loader::{load_manifest, load_tensors, Event, Fetcher, LoadOptions};
+use m2ugen_weights::Manifest;
+
+/// Why loading failed: the weights (download, hash, manifest), or the model they make.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// Fetching or checking the weights failed.
+    #[error(transparent)]
+    Weights(#[from] m2ugen_weights::Error),
+    /// The weights do not make the model.
+    #[error(transparent)]
+    Model(#[from] m2ugen_models::Error),
+}
+
+impl From<m2ugen_core::Error> for LoadError {
+    fn from(e: m2ugen_core::Error) -> Self {
+        LoadError::Model(e.into())
+    }
+}
+
+/// Streams the manifest's tensors whose names `wanted` accepts from `fetcher`, verifying each,
+/// and uploads them as they arrive. `on_event` receives progress and notices.
+pub async fn load_store<F: Fetcher>(
+    gpu: &Gpu,
+    dtype: DType,
+    fetcher: &F,
+    manifest: &Manifest,
+    wanted: impl Fn(&str) -> bool,
+    options: &LoadOptions<'_>,
+    on_event: impl FnMut(Event),
+) -> Result<Store, LoadError> {
+    let names: Vec<&str> = manifest.tensors.iter().map(|t| t.name.as_str()).filter(|n| wanted(n)).collect();
+    let mut store = Store::new(dtype);
+    load_tensors(fetcher, manifest, Some(&names), options, on_event, |entry, bytes| {
+        store
+            .insert(gpu, &entry.name, &entry.shape, entry.dtype, &bytes)
+            .map_err(|e| m2ugen_weights::Error::Consume { tensor: entry.name.clone(), problem: e.to_string() })
+    })
+    .await?;
+    Ok(store)
+}
+
+/// The LLM's stored `params.json` (the manifest's `llama` component), typed.
+pub fn llama_params(manifest: &Manifest) -> Result<LlamaParams, LoadError> {
+    let value = manifest.components.get("llama").ok_or_else(|| m2ugen_core::Error::Config { field: "llama".into(), problem: format!("the manifest of '{}' has no 'llama' component", manifest.model) })?;
+    Ok(parse("llama", value)?)
+}
+
+/// Builds the LLM of `manifest` from `store` (taking its tensors), with a KV cache of up to
+/// `max_seq` positions.
+pub fn build_llama(gpu: &Gpu, manifest: &Manifest, store: &mut Store, max_seq: usize) -> Result<Llama, LoadError> {
+    let config = Llama::config(&llama_params(manifest)?, manifest.kind, store, max_seq)?;
+    Ok(Llama::load(gpu, store, config)?)
+}
+
+/// Loads the LLM (`llm.*`) of the model at `fetcher`: manifest, tensors, model. Returns the
+/// manifest too.
+pub async fn load_llama<F: Fetcher>(gpu: &Gpu, dtype: DType, fetcher: &F, max_seq: usize, options: &LoadOptions<'_>) -> Result<(Manifest, Llama), LoadError> {
+    let manifest = load_manifest(fetcher).await?;
+    let mut store = load_store(gpu, dtype, fetcher, &manifest, |n| n.starts_with("llm."), options, |_| {}).await?;
+    let llama = build_llama(gpu, &manifest, &mut store, max_seq)?;
+    Ok((manifest, llama))
+}
