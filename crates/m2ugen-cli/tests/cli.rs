@@ -70,10 +70,27 @@ fn serve_names_a_directory_without_a_model_and_a_busy_address() {
 
 #[test]
 fn bench_llm_compares_with_full_recompute_and_the_bandwidth_bound() {
-    let out = m2ugen(&["bench-llm", "--geometry", "tiny", "--layers", "2", "--prompt", "5", "--tokens", "3"], &[]);
+    let out = m2ugen(&["bench-llm", "--geometry", "tiny", "--layers", "2", "--prompt", "5", "--tokens", "3", "--batch", "1,2"], &[]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    for part in ["prefill: 5 tokens x 1 sequences", "decode (KV cache, batch 1): 3 steps", "decode by full recompute", "KV cache vs recompute: ", "% of the ", " GB/s a buffer copy reaches here (bound: "] {
+    for part in [
+        "-- batch 1",
+        "-- batch 2",
+        "prefill: 5 tokens x 2 sequences",
+        "decode (KV cache): 3 steps",
+        "decode by full recompute",
+        "KV cache vs recompute (batch 1): ",
+        "% of the ",
+        " GB/s a buffer copy reaches here (bound: ",
+        "batch 2 step / batch 1 step: ",
+        "peak activation memory in use",
+    ] {
         assert!(stdout.contains(part), "missing '{part}':\n{stdout}");
+    }
+    // Warm decoding steps create nothing, read back one token id per sequence, and make nine
+    // launches per layer (two layers) and four outside them (embedding, norm, head, choice).
+    let step = stdout.lines().find(|l| l.starts_with("per decode step")).expect("a per-step line");
+    for part in ["(2 layers, after two): 22 dispatches", "0.0 buffers created (0.00 MiB)", "0.0 bind groups created", " 4 bytes read back"] {
+        assert!(step.contains(part), "missing '{part}': {step}");
     }
 }
