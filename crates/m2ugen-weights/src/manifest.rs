@@ -274,7 +274,7 @@ mod tests {
 
     #[test]
     fn each_broken_rule_is_named() {
-        assert!(error_of(|m| m.format = "other/2".into()).starts_with("manifest: format: 'other/2' is not 'm2ugen-weights/1'"));
+        assert!(error_of(|m| m.format = "m2ugen-weights/1".into()).starts_with("manifest: format: 'm2ugen-weights/1' is not 'm2ugen-weights/2'"));
         assert!(error_of(|m| m.shards[0].file = "../../etc/passwd".into()).starts_with("manifest: shards[0].file: '../../etc/passwd' is not a plain file name"));
         assert!(error_of(|m| m.tokenizer.as_mut().unwrap().file = "https://evil.example/t.json".into()).starts_with("manifest: tokenizer.file:"));
         assert!(error_of(|m| m.shards[0].sha256 = "ABC".into()).starts_with("manifest: shards[0].sha256: sha256 must be 64"));
@@ -306,7 +306,13 @@ mod tests {
     fn malformed_and_oversized_input_is_refused() {
         assert!(Manifest::parse(b"{\"format\": 1").unwrap_err().to_string().starts_with("manifest: "));
         assert!(Manifest::parse(b"[]").is_err());
-        let unknown = br#"{"format":"m2ugen-weights/1","model":"m","version":"1","shards":[],"tensors":[],"extra":1}"#;
+        let unknown = br#"{"format":"m2ugen-weights/2","model":"m","version":"1","kind":"llama","shards":[],"tensors":[],"extra":1}"#;
+        assert!(Manifest::parse(unknown).unwrap_err().to_string().contains("unknown field `extra`"));
+        // An older manifest is named by its format, not by the field it lacks.
+        let old = br#"{"format":"m2ugen-weights/1","model":"m","version":"1","shards":[],"tensors":[]}"#;
+        assert!(Manifest::parse(old).unwrap_err().to_string().contains("'m2ugen-weights/1' is not 'm2ugen-weights/2' (convert the model again"));
+        let no_kind = br#"{"format":"m2ugen-weights/2","model":"m","version":"1","shards":[],"tensors":[]}"#;
+        assert!(Manifest::parse(no_kind).unwrap_err().to_string().contains("missing field `kind`"));
         assert!(Manifest::parse(unknown).unwrap_err().to_string().contains("unknown field `extra`"));
         let big = vec![b' '; MAX_MANIFEST_BYTES + 1];
         assert_eq!(Manifest::parse(&big).unwrap_err(), Error::TooLarge { bytes: MAX_MANIFEST_BYTES + 1, limit: MAX_MANIFEST_BYTES });
