@@ -17,7 +17,8 @@ fixture=${M2UGEN_REFERENCE_FIXTURE:-tests/data/reference-m2ugen}
 params=$fixture/params.json; [ -f "$params" ] || params=$fixture/llama/params.json
 served="$CARGO_TARGET_DIR/web-fixture"
 rm -rf "$served"
-cargo run --locked -q -p m2ugen-cli -- convert --checkpoint "$fixture/checkpoint.pth" --params "$params" --tokenizer tests/data/tokenizer/tokenizer.model --dtype f32 --shard-mib 1 --model fixture --out "$served"
+cargo run --locked -q -p m2ugen-cli -- convert --checkpoint "$fixture/checkpoint.pth" --params "$params" --tokenizer tests/data/tokenizer/tokenizer.model --dtype f32 --shard-mib 1 --model fixture --out "$served" \
+  --config mert="$fixture/mert/config.json" --config vit="$fixture/vit/config.json" --config vivit="$fixture/vivit/config.json"
 cp "$fixture/io.safetensors" "$served/"
 port=${M2UGEN_FIXTURE_PORT:-18737}
 "$CARGO_TARGET_DIR/debug/m2ugen" serve "$served" --addr "127.0.0.1:$port" --test-faults >"$served.url" &

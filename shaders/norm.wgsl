@@ -1,10 +1,11 @@
-// Normalisation: RMSNorm (LLaMA, T5), LayerNorm (MusicGen, ViT, MERT, the projector) and
-// GroupNorm over channels-last sequences (MERT's feature extractor, AudioLDM 2's UNet).
+// Normalisation: RMSNorm (LLaMA, T5), LayerNorm (MusicGen, ViT, MERT, the projector),
+// GroupNorm over channels-last sequences (MERT's feature extractor, AudioLDM 2's UNet) and L2
+// normalisation of rows (M2UGen's adapters: x / max(‖x‖, eps) * weight).
 //
 // Bindings:
 //   0 params              NormParams { rows, cols, eps, groups, batch }
 //   1 x      (rows, cols)
-//   2 weight (cols)
+//   2 weight (cols)       a scale per column (l2_norm: the modality weight)
 //   3 bias   (cols)       layer_norm and group_norm only
 //   4 out    (rows, cols)
 // rms_norm, layer_norm: one workgroup normalises one row. group_norm: x is (batch, rows / batch,
@@ -25,20 +26,37 @@ struct Params {
 @group(0) @binding(3) var<storage, read> bias: array<elem>;
 @group(0) @binding(4) var<storage, read_write> out: array<elem>;
 
-@compute @workgroup_size(GROUP)
-fn rms_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let row = linear_workgroup(wid, nwg);
-    if (row >= p.rows) { return; }
-    let base = row * p.cols;
+// Σ x² over the row at `base` (every invocation of the workgroup calls it).
+fn row_sum_squares(base: u32, lid: u32) -> f32 {
     var ss = 0.0;
     for (var c = lid; c < p.cols; c += GROUP) {
         let v = f32(x[base + c]);
         ss += v * v;
     }
-    let inv = inverseSqrt(workgroup_sum(lid, ss) / f32(p.cols) + p.eps);
+    return workgroup_sum(lid, ss);
+}
+
+// out = x * inv * weight over the row at `base`.
+fn write_scaled_row(base: u32, lid: u32, inv: f32) {
     for (var c = lid; c < p.cols; c += GROUP) {
         out[base + c] = elem(f32(x[base + c]) * inv * f32(weight[c]));
     }
+}
+
+@compute @workgroup_size(GROUP)
+fn rms_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let row = linear_workgroup(wid, nwg);
+    if (row >= p.rows) { return; }
+    let base = row * p.cols;
+    write_scaled_row(base, lid, inverseSqrt(row_sum_squares(base, lid) / f32(p.cols) + p.eps));
+}
+
+@compute @workgroup_size(GROUP)
+fn l2_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let row = linear_workgroup(wid, nwg);
+    if (row >= p.rows) { return; }
+    let base = row * p.cols;
+    write_scaled_row(base, lid, 1.0 / max(sqrt(row_sum_squares(base, lid)), p.eps));
 }
 
 @compute @workgroup_size(GROUP)

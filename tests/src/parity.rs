@@ -11,6 +11,8 @@ use m2ugen_models::llama::Media;
 use m2ugen_models::projector::{OutputProjector, ProjectorConfig};
 use m2ugen_models::{Llama, Store};
 use m2ugen_weights::loader::{load_manifest, Fetcher, LoadOptions};
+use m2ugen_core::media::Planar;
+use m2ugen_pipeline::features::{is_encoder_tensor, Encoders};
 use m2ugen_pipeline::generate::Detokenize;
 use m2ugen_weights::safetensors::InMemory;
 
@@ -33,29 +35,79 @@ pub fn parity_tol(elem: Elem) -> Tol {
 /// error measured on the fixture is about 0.015).
 pub const NEAR_TIE: f32 = 0.05;
 
-/// The model as the tests load it: LLM and output projector.
+/// The model as the tests load it: LLM, output projector, media encoders and adapters.
 pub struct Model {
     /// The LLM.
     pub llama: Llama,
     /// The output projector.
     pub projector: OutputProjector,
+    /// MERT, ViT, ViViT and their adapters.
+    pub encoders: Encoders,
 }
 
 /// Loads a converted fixture from `fetcher` (manifest + shards) in element type `elem`.
 pub async fn load_model<F: Fetcher>(gpu: &Gpu, elem: Elem, fetcher: &F) -> Result<Model> {
-    let (store, llama) = load_store(gpu, elem, fetcher, |n| n.starts_with("llm.") || n.starts_with("output_projector.")).await?;
+    let (mut store, llama, manifest) = load_store(gpu, elem, fetcher, |n| n.starts_with("llm.") || n.starts_with("output_projector.") || is_encoder_tensor(n)).await?;
     let projector = OutputProjector::load(gpu, &store, ProjectorConfig::from_store(&store, 4)?)?;
-    Ok(Model { llama, projector })
+    let encoders = Encoders::build(gpu, &manifest, &mut store, llama.config.dim)?;
+    Ok(Model { llama, projector, encoders })
 }
 
-/// The tensors `wanted` of the model at `fetcher`, uploaded, and its LLM (taken from the store).
-async fn load_store<F: Fetcher>(gpu: &Gpu, elem: Elem, fetcher: &F, wanted: impl Fn(&str) -> bool) -> Result<(Store, Llama)> {
+/// The tensors `wanted` of the model at `fetcher`, uploaded, its LLM (taken from the store) and
+/// its manifest.
+async fn load_store<F: Fetcher>(gpu: &Gpu, elem: Elem, fetcher: &F, wanted: impl Fn(&str) -> bool) -> Result<(Store, Llama, m2ugen_weights::Manifest)> {
     let manifest = load_manifest(fetcher).await?;
     let clock = m2ugen_gpu::now_ms;
     let options = LoadOptions { in_flight: 4, max_resumes: 3, clock: &clock, cache: None };
     let mut store = m2ugen_pipeline::load::load_store(gpu, elem.dtype(), fetcher, &manifest, wanted, &options, |_| {}).await?;
     let llama = m2ugen_pipeline::load::build_llama(gpu, &manifest, &mut store, 64)?;
-    Ok((store, llama))
+    Ok((store, llama, manifest))
+}
+
+/// Tolerance of the media features (unit-norm inputs through three residual blocks, values up
+/// to a few units): the atol 1e-3 in f32; f16 rounds the encoders' activations.
+pub fn feature_tol(elem: Elem) -> Tol {
+    match elem {
+        Elem::F32 => Tol { atol: 1e-3, rtol: 0.0 },
+        Elem::F16 => Tol { atol: 0.05, rtol: 0.02 },
+    }
+}
+
+/// The fixture's media inputs through our encoders and adapters give `out.audio_feats`,
+/// `out.image_feats` and `out.video_feats`, row by row.
+pub async fn check_features(gpu: &Gpu, elem: Elem, encoders: &Encoders, io: &InMemory) -> Result<()> {
+    let tol = feature_tol(elem);
+    for row in 0..2 {
+        let (samples, _) = io.f32(&format!("in.audio_24k.{row}"))?;
+        let ours = gpu.read(&encoders.music(gpu, &samples)?).await?;
+        close(&format!("out.audio_feats[{row}]"), &ours, &feature_row(io, "out.audio_feats", row)?, tol)?;
+
+        let (pixels, shape) = io.f32(&format!("in.image_chw01.{row}"))?;
+        let image = Planar { frames: 1, channels: shape[0], height: shape[1], width: shape[2], values: pixels };
+        let ours = gpu.read(&encoders.image(gpu, &image)?).await?;
+        close(&format!("out.image_feats[{row}]"), &ours, &feature_row(io, "out.image_feats", row)?, tol)?;
+
+        let (bytes, shape) = io.i64(&format!("in.video_thwc_uint8.{row}"))?;
+        let bytes: Vec<u8> = bytes.into_iter().map(|b| b as u8).collect();
+        let frames = Planar::from_interleaved_u8(shape[0], shape[1], shape[2], shape[3], &bytes);
+        let ours = gpu.read(&encoders.video(gpu, &frames)?).await?;
+        close(&format!("out.video_feats[{row}]"), &ours, &feature_row(io, "out.video_feats", row)?, tol)?;
+    }
+    Ok(())
+}
+
+fn feature_row(io: &InMemory, name: &str, row: usize) -> Result<Vec<f32>> {
+    let (v, shape) = io.f32(name)?;
+    let dim = shape[2];
+    Ok(v[row * dim..(row + 1) * dim].to_vec())
+}
+
+/// One chain from waveform to LLM: `in.audio_24k.0` through MERT, the music adapter and the LLM
+/// gives `out.last_logits.audio` and `out.greedy16.audio`.
+pub async fn check_music_chain(gpu: &Gpu, elem: Elem, model: &Model, io: &InMemory) -> Result<()> {
+    let (samples, _) = io.f32("in.audio_24k.0")?;
+    let feature = model.encoders.music(gpu, &samples)?;
+    check_prompt_case(gpu, elem, &model.llama, io, "audio", &[(m2ugen_models::Modality::Music, feature)]).await
 }
 
 /// The largest absolute difference, and where.
@@ -110,13 +162,21 @@ pub fn prompt(io: &InMemory) -> Result<Vec<u32>> {
 /// Hidden states and last logits of the prompt for each case (`none`, `audio`, `all`: the
 /// media it takes), and the greedy continuation (KV-cached) of 16 tokens.
 pub async fn check_prompt_cases(gpu: &Gpu, elem: Elem, llama: &Llama, io: &InMemory, cases: &[&str]) -> Result<()> {
-    let atol = parity_tol(elem);
-    let prompt = prompt(io)?;
     for &case in cases {
         let features = media(gpu, elem, io, case)?;
+        check_prompt_case(gpu, elem, llama, io, case, &features).await?;
+    }
+    Ok(())
+}
+
+/// The prompt's hidden states, last logits and greedy continuation for one case, with `features`.
+async fn check_prompt_case(gpu: &Gpu, elem: Elem, llama: &Llama, io: &InMemory, case: &str, features: &[(m2ugen_models::Modality, GpuTensor)]) -> Result<()> {
+    let atol = parity_tol(elem);
+    let prompt = prompt(io)?;
+    {
         let mut cache = llama.new_cache(gpu, 1, 64)?;
         let mut rec = Recorder::new(gpu);
-        llama.set_media(&mut rec, &mut cache, 0, as_media(&features))?;
+        llama.set_media(&mut rec, &mut cache, 0, as_media(features))?;
         let hidden = llama.prefill(&mut rec, &mut cache, 0, &prompt)?;
         let last = llama.rows(&mut rec, &hidden, &[prompt.len() as u32 - 1])?;
         let logits = llama.logits(&mut rec, &last)?;

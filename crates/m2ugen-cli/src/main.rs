@@ -101,9 +101,10 @@ struct BenchLlmArgs {
     /// Decode steps.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=4096))]
     tokens: u32,
-    /// Sequences decoded together.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
-    batch: u32,
+    /// Sequences decoded together; several, comma-separated, are measured in one run
+    /// (e.g. 1,8) and compared.
+    #[arg(long, value_delimiter = ',', default_value = "1", value_parser = clap::value_parser!(u32).range(1..=64))]
+    batch: Vec<u32>,
     /// Element type of activations (f16 needs shader-f16).
     #[arg(long, value_enum, default_value = "f32")]
     elem: ElemArg,
@@ -129,6 +130,11 @@ struct ConvertArgs {
     /// NAME, e.g. --hf musicgen=path/to/musicgen-small. Repeatable.
     #[arg(long, value_name = "NAME=DIR", value_parser = parse_component)]
     hf: Vec<(String, std::path::PathBuf)>,
+    /// The config.json of an encoder inside --checkpoint (mert, vit or vivit), e.g.
+    /// --config mert=MERT-v1-95M/config.json; without it the published model's is written when
+    /// the checkpoint's copy has its shapes. Repeatable.
+    #[arg(long = "config", value_name = "NAME=FILE", value_parser = parse_component, requires = "checkpoint")]
+    configs: Vec<(String, std::path::PathBuf)>,
     /// Output directory (manifest.json and shard-*.bin).
     #[arg(long)]
     out: std::path::PathBuf,
@@ -144,6 +150,33 @@ struct ConvertArgs {
     /// Model id written into the manifest.
     #[arg(long, default_value = "m2ugen")]
     model: String,
+    /// What the model is (written into the manifest); by default told from what is converted.
+    #[arg(long, value_enum)]
+    kind: Option<KindArg>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum KindArg {
+    M2ugenMusicgen,
+    M2ugenAudioldm2,
+    MuLlama,
+    Musicgen,
+    Llama,
+    Components,
+}
+
+impl KindArg {
+    fn kind(self) -> m2ugen_core::config::ModelKind {
+        use m2ugen_core::config::ModelKind as K;
+        match self {
+            KindArg::M2ugenMusicgen => K::M2ugenMusicgen,
+            KindArg::M2ugenAudioldm2 => K::M2ugenAudioldm2,
+            KindArg::MuLlama => K::MuLlama,
+            KindArg::Musicgen => K::Musicgen,
+            KindArg::Llama => K::Llama,
+            KindArg::Components => K::Components,
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -305,6 +338,7 @@ fn run_convert(args: &ConvertArgs) -> anyhow::Result<()> {
         }),
         shard_bytes: args.shard_mib << 20,
         model: args.model.clone(),
+        kind: args.kind.map(KindArg::kind),
     };
     let inputs = convert::Inputs {
         checkpoint: args.checkpoint.as_deref(),
@@ -312,6 +346,7 @@ fn run_convert(args: &ConvertArgs) -> anyhow::Result<()> {
         llama: args.llama.as_deref(),
         tokenizer: args.tokenizer.as_deref(),
         hf: args.hf.iter().map(|(name, dir)| (name.clone(), dir.as_path())).collect(),
+        configs: args.configs.iter().map(|(name, file)| (name.clone(), file.as_path())).collect(),
     };
     let manifest = convert::convert(&inputs, &args.out, &options)?;
     let bytes: u64 = manifest.shards.iter().map(|s| s.bytes).sum();
@@ -362,22 +397,14 @@ async fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Weight bytes a decode step reads: all of them but the embedding table (one row per token).
-fn read_per_step(store: &m2ugen_models::Store, config: &m2ugen_core::config::LlamaConfig) -> u64 {
-    store.gpu_bytes().saturating_sub((config.vocab * config.dim * store.dtype().size()) as u64)
-}
-
 /// Loads the LLM of a converted model directory.
-async fn load_llm(gpu: &Gpu, dtype: m2ugen_core::DType, dir: &std::path::Path, max_seq: usize) -> anyhow::Result<(m2ugen_models::Llama, u64)> {
-    use m2ugen_weights::loader::{load_manifest, LoadOptions};
+async fn load_llm(gpu: &Gpu, dtype: m2ugen_core::DType, dir: &std::path::Path, max_seq: usize) -> anyhow::Result<m2ugen_models::Llama> {
+    use m2ugen_weights::loader::LoadOptions;
     let fetcher = m2ugen_weights::native::DirFetcher(dir.to_path_buf());
-    let manifest = load_manifest(&fetcher).await?;
     let clock = m2ugen_gpu::now_ms;
     let options = LoadOptions { in_flight: 4, max_resumes: 3, clock: &clock, cache: None };
-    let store = m2ugen_models::Store::load(gpu, dtype, &fetcher, &manifest, |n| n.starts_with("llm."), &options, |_| {}).await?;
-    let config = m2ugen_models::Llama::config_from(&manifest, &store, max_seq).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
-    let bytes = read_per_step(&store, &config);
-    Ok((m2ugen_models::Llama::load(gpu, &store, config)?, bytes))
+    let (_, llama) = m2ugen_pipeline::load::load_llama(gpu, dtype, &fetcher, max_seq, &options).await.map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
+    Ok(llama)
 }
 
 async fn run_bench_llm(args: BenchLlmArgs) -> anyhow::Result<()> {
@@ -385,8 +412,8 @@ async fn run_bench_llm(args: BenchLlmArgs) -> anyhow::Result<()> {
     let gpu = Gpu::new(GpuOptions { f16, ..Default::default() }).await?;
     let dtype = if args.elem == ElemArg::F16 { m2ugen_core::DType::F16 } else { m2ugen_core::DType::F32 };
     println!("device: {}", gpu.describe());
-    let max_seq = (args.prompt + args.tokens + 1) as usize;
-    let (llama, bytes) = match &args.model {
+    let max_seq = args.prompt as usize + args.tokens as usize + bench_llm::WARM_STEPS + 1;
+    let llama = match &args.model {
         Some(dir) => load_llm(&gpu, dtype, dir, max_seq).await?,
         None => {
             let mut config = match args.geometry {
@@ -404,12 +431,12 @@ async fn run_bench_llm(args: BenchLlmArgs) -> anyhow::Result<()> {
                 Weights::Q4 => Some(QuantFormat::Q4),
             };
             println!("random weights ({}), {} layers", args.weights_name(), config.n_layers);
-            let store = bench_llm::random_store(&gpu, dtype, &config, quant)?;
-            let bytes = read_per_step(&store, &config);
-            (m2ugen_models::Llama::load(&gpu, &store, config)?, bytes)
+            let mut store = bench_llm::random_store(&gpu, dtype, &config, quant)?;
+            m2ugen_models::Llama::load(&gpu, &mut store, config)?
         }
     };
-    bench_llm::run(&gpu, &llama, bytes, args.prompt as usize, args.tokens as usize, args.batch as usize).await
+    let batches: Vec<usize> = args.batch.iter().map(|&b| b as usize).collect();
+    bench_llm::run(&gpu, &llama, args.prompt as usize, args.tokens as usize, &batches).await
 }
 
 impl BenchLlmArgs {
@@ -425,8 +452,8 @@ impl BenchLlmArgs {
 async fn run_quality(reference: &std::path::Path, candidate: &std::path::Path, prompt: Vec<u32>, tokens: usize) -> anyhow::Result<()> {
     let gpu = Gpu::new(GpuOptions::default()).await?;
     let max_seq = prompt.len().max(12) + tokens + 1;
-    let (r, _) = load_llm(&gpu, m2ugen_core::DType::F32, reference, max_seq).await?;
-    let (c, _) = load_llm(&gpu, m2ugen_core::DType::F32, candidate, max_seq).await?;
+    let r = load_llm(&gpu, m2ugen_core::DType::F32, reference, max_seq).await?;
+    let c = load_llm(&gpu, m2ugen_core::DType::F32, candidate, max_seq).await?;
     let prompt = if prompt.is_empty() {
         let mut rng = m2ugen_core::rng::Rng::new(0);
         (0..12).map(|_| rng.below(r.config.vocab) as u32).collect()

@@ -3,6 +3,7 @@
 //! and bad input is named in one line with exit code 2.
 #![allow(clippy::unwrap_used)]
 
+use m2ugen_core::config::ModelKind;
 use m2ugen_core::quant::{padded_cols, scale_words_per_row, QuantFormat, QuantizedMatrix};
 use m2ugen_weights::{Manifest, StoredType};
 use pytorch_reader::PytorchReader;
@@ -24,18 +25,20 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
+/// `--config NAME=FILE` for the fixture's tiny encoders (not the published ones).
+fn encoder_configs() -> Vec<(String, PathBuf)> {
+    let dir = fixture().0.parent().unwrap().to_path_buf();
+    ["mert", "vit", "vivit"].iter().map(|c| (c.to_string(), dir.join(c).join("config.json"))).collect()
+}
+
 fn convert(out: &Path, extra: &[&str]) -> Output {
     let (checkpoint, params) = fixture();
-    Command::new(env!("CARGO_BIN_EXE_m2ugen"))
-        .args(["convert", "--checkpoint"])
-        .arg(&checkpoint)
-        .arg("--params")
-        .arg(&params)
-        .arg("--out")
-        .arg(out)
-        .args(extra)
-        .output()
-        .unwrap()
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_m2ugen"));
+    cmd.args(["convert", "--checkpoint"]).arg(&checkpoint).arg("--params").arg(&params).arg("--out").arg(out).args(extra);
+    for (c, file) in encoder_configs() {
+        cmd.arg("--config").arg(format!("{c}={}", file.display()));
+    }
+    cmd.output().unwrap()
 }
 
 /// The manifest and every tensor's bytes, each checked against its hash.
@@ -95,6 +98,7 @@ fn f32_conversion_keeps_every_value_with_lora_and_weight_norm_folded() {
     let run = convert(&out, &["--dtype", "f32", "--shard-mib", "1"]);
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
     let (manifest, get) = load(&out);
+    assert_eq!(manifest.kind, ModelKind::M2ugenMusicgen, "18 adapter layers and a projector to the T5 width");
     assert!(manifest.shards.len() > 3, "1 MiB shards: the 8 MB checkpoint spans several");
     assert!(manifest.shards.iter().all(|s| s.bytes <= 1 << 20));
     for t in &manifest.tensors {
@@ -207,7 +211,23 @@ fn unusable_input_is_named_in_one_line() {
     std::fs::write(&bad_params, br#"{"n_layers": 2}"#).unwrap();
     let run = Command::new(env!("CARGO_BIN_EXE_m2ugen")).arg("convert").arg("--checkpoint").arg(fixture().0).arg("--params").arg(&bad_params).arg("--out").arg(&out).output().unwrap();
     let line = one_line_exit_2(&run);
-    assert!(line.contains("field 'dim' is missing"), "{line}");
+    assert!(line.ends_with("config: llama: missing field `dim`"), "{line}");
+
+    // A Hugging Face config whose field has the wrong type is named at conversion.
+    let bad_hf = scratch("bad-hf-config");
+    std::fs::create_dir_all(&bad_hf).unwrap();
+    std::fs::write(bad_hf.join("config.json"), br#"{"hidden_size": "wide"}"#).unwrap();
+    let run = Command::new(env!("CARGO_BIN_EXE_m2ugen")).arg("convert").arg("--hf").arg(format!("vit={}", bad_hf.display())).arg("--out").arg(&out).output().unwrap();
+    let line = one_line_exit_2(&run);
+    assert!(line.contains("config.json") && line.contains("config: vit.hidden_size: invalid type: string \"wide\""), "{line}");
+    let _ = std::fs::remove_dir_all(bad_hf);
+
+    // The fixture's tiny encoders are not the published ones: without --config the converter
+    // says which configuration to give, and writes nothing.
+    let run = Command::new(env!("CARGO_BIN_EXE_m2ugen")).arg("convert").arg("--checkpoint").arg(fixture().0).arg("--params").arg(fixture().1).arg("--out").arg(&out).output().unwrap();
+    let line = one_line_exit_2(&run);
+    assert!(line.contains("the checkpoint's mert (mert_model.*) is not the published model") && line.contains("--config mert=config.json"), "{line}");
+    assert!(!out.join("manifest.json").exists(), "nothing written");
     let _ = std::fs::remove_file(junk);
     let _ = std::fs::remove_file(bad_params);
 }
@@ -250,6 +270,7 @@ fn hugging_face_musicgen_converts_with_encodec_weight_norm_folded() {
     let out = scratch("musicgen");
     let (manifest, get) = convert_musicgen(&out, &["--dtype", "f32"]);
     assert_eq!(manifest.components["musicgen"]["model_type"], "musicgen");
+    assert_eq!(manifest.kind, ModelKind::Musicgen);
     for name in ["decoder.model.decoder.layers.0.self_attn.q_proj.weight", "text_encoder.shared.weight", "enc_to_dec_proj.bias", "audio_encoder.quantizer.layers.0.codebook.embed"] {
         assert_eq!(f32s(&get(&format!("musicgen.{name}")).2), safetensor(name).1, "{name}");
     }
@@ -294,7 +315,7 @@ fn a_broken_safetensors_file_is_named() {
         .args(["convert", "--out"])
         .arg(dir.join("out"))
         .arg("--hf")
-        .arg(format!("musicgen={}", dir.display()))
+        .arg(format!("extra={}", dir.display()))
         .output()
         .unwrap();
     let line = one_line_exit_2(&run);
@@ -345,6 +366,7 @@ fn meta_and_hugging_face_llama_become_the_same_tensors() {
     let ((meta, meta_get), (hf, hf_get)) = (load(&meta_out), load(&hf_out));
     let names = |m: &Manifest| m.tensors.iter().map(|t| t.name.clone()).collect::<std::collections::BTreeSet<_>>();
     assert_eq!(names(&meta), names(&hf));
+    assert_eq!((meta.kind, hf.kind), (ModelKind::Llama, ModelKind::Llama));
     assert_eq!(meta.tensors.len(), 2 + 1 + 3 * 9, "embedding, norm, head and 9 per layer");
     for name in names(&meta) {
         assert!(meta_get(&name) == hf_get(&name), "{name} differs between the layouts");
@@ -366,7 +388,11 @@ fn a_checkpoint_over_a_base_llama_keeps_the_checkpoints_tensors() {
     let (alone, over) = (scratch("ckpt-alone"), scratch("ckpt-over"));
     assert!(convert(&alone, &["--dtype", "f32"]).status.success());
     let (checkpoint, _) = fixture();
-    let run = run_convert(&["--checkpoint".as_ref(), checkpoint.as_os_str(), "--llama".as_ref(), llama_layouts().join("meta").as_os_str(), "--dtype".as_ref(), "f32".as_ref(), "--out".as_ref(), over.as_os_str()]);
+    let configs: Vec<std::ffi::OsString> = encoder_configs().into_iter().flat_map(|(c, f)| ["--config".into(), format!("{c}={}", f.display()).into()]).collect();
+    let base = llama_layouts().join("meta");
+    let mut args: Vec<&std::ffi::OsStr> = vec!["--checkpoint".as_ref(), checkpoint.as_os_str(), "--llama".as_ref(), base.as_os_str(), "--dtype".as_ref(), "f32".as_ref(), "--out".as_ref(), over.as_os_str()];
+    args.extend(configs.iter().map(|a| a.as_os_str()));
+    let run = run_convert(&args);
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
     let ((a, a_get), (o, o_get)) = (load(&alone), load(&over));
     for t in &a.tensors {
@@ -403,6 +429,7 @@ fn mu_llama_converts_over_its_llama_2_base_with_its_wide_adapter_and_no_output_t
     // The base's params.json, as LLaMA-2 publishes it (vocabulary -1: the tokenizer's).
     let params = &manifest.components["llama"];
     assert_eq!((params["n_layers"].as_u64(), params["vocab_size"].as_i64()), (Some(22), Some(-1)));
+    assert_eq!(manifest.kind, ModelKind::MuLlama, "20 adapter layers and no projector");
     for t in &manifest.tensors {
         for reference_name in [".lora_", "mu_mert", "llama.", "prefix_query.weight"] {
             assert!(!t.name.contains(reference_name), "reference name left in '{}'", t.name);
@@ -478,6 +505,7 @@ fn hugging_face_encoders_convert_to_what_the_checkpoints_copies_become() {
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
     let ((ckpt, ckpt_get), (hf, hf_get)) = (load(&from_checkpoint), load(&from_hf));
     assert_eq!(hf.components["mert"]["model_type"], "hubert");
+    assert_eq!(hf.kind, ModelKind::Components);
     assert_eq!(hf.components["vit"]["model_type"], "vit");
     assert_eq!(hf.components["vivit"]["model_type"], "vivit");
     let encoder_names = |m: &Manifest| {
@@ -501,8 +529,9 @@ fn tensors_larger_than_a_shard_are_cut_over_consecutive_shards() {
     let (whole, cut) = (scratch("shards-whole"), scratch("shards-cut"));
     assert!(convert(&whole, &["--dtype", "f32"]).status.success());
     let (checkpoint, params) = fixture();
-    let inputs = m2ugen_convert::Inputs { checkpoint: Some(&checkpoint), params: Some(&params), llama: None, tokenizer: None, hf: vec![] };
-    let options = m2ugen_convert::Options { float: StoredType::F32, quant: None, shard_bytes: 8 << 10, model: "m2ugen".into() };
+    let configs = encoder_configs();
+    let inputs = m2ugen_convert::Inputs { checkpoint: Some(&checkpoint), params: Some(&params), llama: None, tokenizer: None, hf: vec![], configs: configs.iter().map(|(c, f)| (c.clone(), f.as_path())).collect() };
+    let options = m2ugen_convert::Options { float: StoredType::F32, quant: None, shard_bytes: 8 << 10, model: "m2ugen".into(), kind: None };
     m2ugen_convert::convert(&inputs, &cut, &options).unwrap();
     let ((w, w_get), (c, c_get)) = (load(&whole), load(&cut));
     assert!(c.shards.iter().all(|s| s.bytes <= 8 << 10), "every shard within the bound");

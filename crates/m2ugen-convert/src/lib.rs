@@ -201,6 +201,50 @@ pub struct Inputs<'a> {
     /// Hugging Face model directories (`config.json` + `model.safetensors`), each stored under
     /// its component name (e.g. `musicgen`).
     pub hf: Vec<(String, &'a Path)>,
+    /// Configurations (`config.json`) of components whose weights come inside `checkpoint`
+    /// (`mert`, `vit`, `vivit`); without one, the published model's is written when the
+    /// checkpoint's copy has its shapes.
+    pub configs: Vec<(String, &'a Path)>,
+}
+
+/// The encoders an official checkpoint carries copies of: component, a tensor whose shape tells
+/// the published model, that shape, and the published configuration.
+fn published_encoders() -> [(&'static str, &'static str, Vec<usize>, serde_json::Value); 3] {
+    use m2ugen_core::config::{MertConfig, VitConfig, VivitConfig};
+    let json = |v: serde_json::Result<serde_json::Value>| v.unwrap_or(serde_json::Value::Null);
+    [
+        ("mert", "mert_model.encoder.pos_conv_embed.conv.bias", vec![1024], json(serde_json::to_value(MertConfig::mert_v1_330m()))),
+        ("vit", "vit_model.embeddings.position_embeddings", vec![1, 197, 768], json(serde_json::to_value(VitConfig::vit_base_patch16_224()))),
+        ("vivit", "vivit_model.embeddings.position_embeddings", vec![1, 3137, 768], json(serde_json::to_value(VivitConfig::vivit_b_16x2_kinetics400()))),
+    ]
+}
+
+/// Configurations for the encoders inside a checkpoint: given with `--config`, else the
+/// published model's when the copy has its shapes, else an error naming what to give.
+fn checkpoint_encoder_configs(source: &dyn TensorSource, given: &[(String, &Path)], components: &mut BTreeMap<String, serde_json::Value>) -> Result<()> {
+    for (component, probe, shape, published) in published_encoders() {
+        if let Some((_, path)) = given.iter().find(|(c, _)| c == component) {
+            let config = read_json(path)?;
+            check_config(component, &config).with_context(|| path.display().to_string())?;
+            components.insert(component.to_string(), config);
+            continue;
+        }
+        let prefix = probe.split('.').next().unwrap_or_default();
+        let held = source.keys().iter().any(|n| n.starts_with(prefix));
+        if !held || components.contains_key(component) {
+            continue;
+        }
+        match source.shape(probe) {
+            Ok(s) if s == shape => {
+                components.insert(component.to_string(), published);
+            }
+            other => bail!(
+                "the checkpoint's {component} ({prefix}.*) is not the published model ({probe} is {}, not {shape:?}): give its configuration with --config {component}=config.json",
+                other.map(|s| format!("{s:?}")).unwrap_or_else(|_| "missing".into())
+            ),
+        }
+    }
+    Ok(())
 }
 
 pub(crate) fn read_json(path: &Path) -> Result<serde_json::Value> {
@@ -236,7 +280,16 @@ pub fn convert(inputs: &Inputs, out: &Path, options: &Options) -> Result<Manifes
         }
         let source: Box<dyn TensorSource> = if layers.len() == 1 { layers.remove(0) } else { Box::new(llama::Overlay(layers)) };
         llm_vocab = source.shape("llama.tok_embeddings.weight").ok().and_then(|s| s.first().copied());
+        if inputs.checkpoint.is_some() {
+            checkpoint_encoder_configs(source.as_ref(), &inputs.configs, &mut components)?;
+        }
         sources.push((source, Box::new(names::role)));
+    }
+    if let Some((component, _)) = inputs.configs.iter().find(|(c, _)| !matches!(c.as_str(), "mert" | "vit" | "vivit")) {
+        bail!("--config {component}=…: only the checkpoint's encoders (mert, vit, vivit) take a configuration this way; give other components with --hf");
+    }
+    if !inputs.configs.is_empty() && inputs.checkpoint.is_none() {
+        bail!("--config needs --checkpoint: it gives the configuration of an encoder inside the checkpoint");
     }
     for (component, dir) in &inputs.hf {
         if component.is_empty() || !component.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
@@ -256,4 +309,50 @@ pub fn convert(inputs: &Inputs, out: &Path, options: &Options) -> Result<Manifes
         writer.tokenizer(&tokenizer::convert_tokenizer(path, llm_vocab)?)?;
     }
     writer.finish(&options.model, env!("CARGO_PKG_VERSION"), options.kind, components)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Shapes only: name → shape.
+    struct Shapes(BTreeMap<String, Vec<usize>>);
+
+    impl TensorSource for Shapes {
+        fn keys(&self) -> Vec<String> {
+            self.0.keys().cloned().collect()
+        }
+        fn has(&self, name: &str) -> bool {
+            self.0.contains_key(name)
+        }
+        fn shape(&self, name: &str) -> Result<Vec<usize>> {
+            self.0.get(name).cloned().context("missing")
+        }
+        fn read_f32(&self, _: &str) -> Result<Vec<f32>> {
+            bail!("shapes only")
+        }
+    }
+
+    #[test]
+    fn a_checkpoint_with_the_published_encoders_gets_their_configurations() {
+        let source = Shapes(
+            [
+                ("mert_model.encoder.pos_conv_embed.conv.bias".to_string(), vec![1024]),
+                ("vit_model.embeddings.position_embeddings".to_string(), vec![1, 197, 768]),
+                ("llama.norm.weight".to_string(), vec![4096]),
+            ]
+            .into(),
+        );
+        let mut components = BTreeMap::new();
+        checkpoint_encoder_configs(&source, &[], &mut components).unwrap();
+        let mert: m2ugen_core::config::MertConfig = m2ugen_core::config::parse("mert", &components["mert"]).unwrap();
+        assert_eq!((mert.hidden_size, mert.num_hidden_layers, mert.do_stable_layer_norm), (1024, 24, true));
+        assert_eq!(components["vit"]["image_size"], 224);
+        assert!(!components.contains_key("vivit"), "no ViViT in the checkpoint, no configuration");
+
+        // Another width, and no --config: the error names what to give.
+        let other = Shapes([("vivit_model.embeddings.position_embeddings".to_string(), vec![1, 9, 32])].into());
+        let err = checkpoint_encoder_configs(&other, &[], &mut BTreeMap::new()).unwrap_err().to_string();
+        assert!(err.contains("--config vivit=config.json") && err.contains("[1, 9, 32]"), "{err}");
+    }
 }

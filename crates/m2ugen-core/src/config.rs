@@ -290,7 +290,7 @@ pub struct MertConfig {
     pub num_conv_pos_embeddings: usize,
     /// Its groups.
     pub num_conv_pos_embedding_groups: usize,
-    /// Pre-norm layers (`true`) or post-norm (`false`, MERT-v1's).
+    /// Pre-norm layers (`true`, MERT-v1-330M's) or post-norm (`false`, MERT-v1-95M's).
     #[serde(default)]
     pub do_stable_layer_norm: bool,
 }
@@ -377,6 +377,72 @@ pub struct VivitConfig {
 
 fn vivit_eps() -> f32 {
     1e-6
+}
+
+impl MertConfig {
+    /// MERT-v1-330M (`m-a-p/MERT-v1-330M`), the encoder M2UGen and MU-LLaMA use: 24 pre-norm
+    /// layers of 1024, 16 heads, the HuBERT feature extractor (GroupNorm form, no conv bias).
+    pub fn mert_v1_330m() -> Self {
+        MertConfig {
+            hidden_size: 1024,
+            num_hidden_layers: 24,
+            num_attention_heads: 16,
+            intermediate_size: 4096,
+            hidden_act: Activation::Gelu,
+            layer_norm_eps: 1e-5,
+            conv_dim: vec![512; 7],
+            conv_kernel: vec![10, 3, 3, 3, 3, 2, 2],
+            conv_stride: vec![5, 2, 2, 2, 2, 2, 2],
+            conv_bias: false,
+            feat_extract_norm: "group".into(),
+            feat_extract_activation: Activation::Gelu,
+            feat_proj_layer_norm: true,
+            num_conv_pos_embeddings: 128,
+            num_conv_pos_embedding_groups: 16,
+            do_stable_layer_norm: true,
+        }
+    }
+
+    /// A tiny post-norm MERT for tests (two convolutions, two layers of 48).
+    pub fn tiny() -> Self {
+        MertConfig {
+            hidden_size: 48,
+            num_hidden_layers: 2,
+            num_attention_heads: 4,
+            intermediate_size: 96,
+            conv_dim: vec![32, 32],
+            conv_kernel: vec![10, 8],
+            conv_stride: vec![5, 4],
+            num_conv_pos_embeddings: 16,
+            num_conv_pos_embedding_groups: 4,
+            do_stable_layer_norm: false,
+            ..Self::mert_v1_330m()
+        }
+    }
+}
+
+impl VitConfig {
+    /// `google/vit-base-patch16-224-in21k`, M2UGen's image encoder.
+    pub fn vit_base_patch16_224() -> Self {
+        VitConfig { hidden_size: 768, num_hidden_layers: 12, num_attention_heads: 12, intermediate_size: 3072, hidden_act: Activation::Gelu, layer_norm_eps: 1e-12, image_size: 224, patch_size: 16, num_channels: 3, qkv_bias: true }
+    }
+
+    /// A tiny ViT for tests (32 pixels, four patches).
+    pub fn tiny() -> Self {
+        VitConfig { hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 4, intermediate_size: 64, image_size: 32, ..Self::vit_base_patch16_224() }
+    }
+}
+
+impl VivitConfig {
+    /// `google/vivit-b-16x2-kinetics400`, M2UGen's video encoder (32 frames, 3137 tokens).
+    pub fn vivit_b_16x2_kinetics400() -> Self {
+        VivitConfig { hidden_size: 768, num_hidden_layers: 12, num_attention_heads: 12, intermediate_size: 3072, hidden_act: Activation::GeluTanh, layer_norm_eps: 1e-6, image_size: 224, num_frames: 32, tubelet_size: [2, 16, 16], num_channels: 3, qkv_bias: true }
+    }
+
+    /// A tiny ViViT for tests (4 frames of 32 pixels, eight tubelets).
+    pub fn tiny() -> Self {
+        VivitConfig { hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 4, intermediate_size: 64, image_size: 32, num_frames: 4, ..Self::vivit_b_16x2_kinetics400() }
+    }
 }
 
 /// T5's encoder as a Hugging Face `T5Config` (MusicGen's `text_encoder`, AudioLDM 2's second).

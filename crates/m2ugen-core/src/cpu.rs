@@ -81,6 +81,29 @@ pub fn rms_norm(x: &[f32], weight: &[f32], cols: usize, eps: f32) -> Vec<f32> {
         .collect()
 }
 
+/// L2 normalisation of each row of `cols`, scaled per column: `x / max(‖x‖₂, eps) * weight`.
+pub fn l2_norm(x: &[f32], weight: &[f32], cols: usize, eps: f32) -> Vec<f32> {
+    x.chunks(cols)
+        .flat_map(|row| {
+            let norm = row.iter().map(|&v| v as f64 * v as f64).sum::<f64>().sqrt().max(eps as f64);
+            row.iter().zip(weight).map(move |(&v, &w)| (v as f64 / norm * w as f64) as f32)
+        })
+        .collect()
+}
+
+/// Pooling of rows per batch item: `x` `(batch, rows, cols)` gives
+/// `y[b, c] = bias + scale · Σ_t weight[t] · x[b, t, c]` (each weight 1 when absent).
+pub fn sum_rows(x: &[f32], batch: usize, rows: usize, cols: usize, weight: Option<&[f32]>, bias: Option<f32>, scale: f32) -> Vec<f32> {
+    let mut out = vec![0f32; batch * cols];
+    for b in 0..batch {
+        for c in 0..cols {
+            let s: f64 = (0..rows).map(|t| x[(b * rows + t) * cols + c] as f64 * weight.map_or(1.0, |w| w[t] as f64)).sum();
+            out[b * cols + c] = (s * scale as f64 + bias.unwrap_or(0.0) as f64) as f32;
+        }
+    }
+    out
+}
+
 /// LayerNorm over each row of `cols`: `(x - mean) / sqrt(var + eps) * weight + bias`.
 pub fn layer_norm(x: &[f32], weight: &[f32], bias: &[f32], cols: usize, eps: f32) -> Vec<f32> {
     x.chunks(cols)

@@ -6,6 +6,8 @@
 //! - [`conv`]: how 1-D convolutions are described (layout, padding, output lengths).
 //! - [`quant`]: the group-wise 8-bit and 4-bit weight format (the one place it is defined).
 //! - [`split`]: how a tensor larger than one storage binding is cut into row chunks.
+//! - [`media`]: the encoders' preprocessing (waveform normalisation, resizing, cropping,
+//!   patch and tubelet rows).
 //! - [`cpu`]: plain-Rust reference implementations (the "CPU twins") of every GPU kernel.
 //! - [`rng`]: a small seeded random number generator for tests, benchmarks and sampling.
 //!
@@ -17,6 +19,7 @@ pub mod conv;
 pub mod cpu;
 mod dtype;
 mod error;
+pub mod media;
 pub mod quant;
 pub mod rng;
 pub mod split;

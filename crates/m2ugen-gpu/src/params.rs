@@ -101,6 +101,24 @@ params! {
 }
 
 params! {
+    /// `pool.wgsl`.
+    PoolParams for "pool.wgsl" {
+        /// Batch items.
+        batch: u32,
+        /// Rows of each item pooled.
+        rows: u32,
+        /// Columns.
+        cols: u32,
+        /// Whether each row has a weight.
+        has_weight: u32,
+        /// Whether a bias is added.
+        has_bias: u32,
+        /// Factor on the sum.
+        scale: f32,
+    }
+}
+
+params! {
     /// `softmax.wgsl`.
     SoftmaxParams for "softmax.wgsl" {
         /// Rows of this chunk.
@@ -303,9 +321,10 @@ params! {
 }
 
 /// Every parameter struct: `(file, fields)`, for the layout test.
-pub const ALL: [(&str, &[Field]); 11] = [
+pub const ALL: [(&str, &[Field]); 12] = [
     (ElementwiseParams::FILE, ElementwiseParams::FIELDS),
     (NormParams::FILE, NormParams::FIELDS),
+    (PoolParams::FILE, PoolParams::FIELDS),
     (SoftmaxParams::FILE, SoftmaxParams::FIELDS),
     (RopeParams::FILE, RopeParams::FIELDS),
     (RowsParams::FILE, RowsParams::FIELDS),

@@ -43,9 +43,11 @@ pub mod sizes {
     pub const DECODE_SPLIT: u32 = 256;
     /// Invocations of a decode attention workgroup.
     pub const DECODE_GROUP: u32 = 64;
+    /// Rows one pooling launch sums (each invocation walks them all).
+    pub const MAX_POOL_ROWS: u32 = 16384;
 
     /// Every size by its WGSL name.
-    pub const ALL: [(&str, u32); 13] = [
+    pub const ALL: [(&str, u32); 14] = [
         ("GROUP", GROUP),
         ("MATVEC_ROWS", MATVEC_ROWS),
         ("MATVEC_LANES", MATVEC_LANES),
@@ -59,6 +61,7 @@ pub mod sizes {
         ("PREFILL_LANES", PREFILL_LANES),
         ("DECODE_SPLIT", DECODE_SPLIT),
         ("DECODE_GROUP", DECODE_GROUP),
+        ("MAX_POOL_ROWS", MAX_POOL_ROWS),
     ];
 }
 
@@ -122,8 +125,10 @@ impl WeightKind {
 pub enum Kernel {
     /// `elementwise.wgsl`: add, sub, mul, silu, sigmoid, gelu, gelu_tanh, elu, tanh_op, relu.
     Elementwise,
-    /// `norm.wgsl`: rms_norm, layer_norm, group_norm.
+    /// `norm.wgsl`: rms_norm, layer_norm, group_norm, l2_norm.
     Norm,
+    /// `pool.wgsl`: sum_rows.
+    Pool,
     /// `softmax.wgsl`: softmax.
     Softmax,
     /// `rope.wgsl`: rope, rope_kv.
@@ -159,9 +164,10 @@ const SCALES: (&str, &str) = shader!("weight_scales.wgsl");
 
 impl Kernel {
     /// Every kernel, each weight kind included: the list the naga test walks.
-    pub const ALL: [Kernel; 16] = [
+    pub const ALL: [Kernel; 17] = [
         Kernel::Elementwise,
         Kernel::Norm,
+        Kernel::Pool,
         Kernel::Softmax,
         Kernel::Rope,
         Kernel::Rows,
@@ -183,6 +189,7 @@ impl Kernel {
         match self {
             Kernel::Elementwise => shader!("elementwise.wgsl"),
             Kernel::Norm => shader!("norm.wgsl"),
+            Kernel::Pool => shader!("pool.wgsl"),
             Kernel::Softmax => shader!("softmax.wgsl"),
             Kernel::Rope => shader!("rope.wgsl"),
             Kernel::Rows => shader!("rows.wgsl"),

@@ -7,14 +7,20 @@
 //! - [`llama`]: LLaMA with M2UGen's adapter parts, its KV cache, prefill and decode.
 //! - [`projector`]: the output projector (LLM states to the music decoder's conditioning).
 //!
-//! MERT, ViT, ViViT, T5, MusicGen and EnCodec arrive with the issues that check them against
-//! the reference.
+//! - [`mert`]: MERT-v1, the music encoder (every hidden state, or their time means).
+//! - [`vision`]: ViT (images) and ViViT (video), one transformer behind two embeddings.
+//! - [`adapter`]: the adapter from an encoder to the LLM's width, one per medium.
+//!
+//! T5, MusicGen and EnCodec arrive with the issue that checks them against the reference.
 #![deny(missing_docs)]
 
+pub mod adapter;
 pub mod layers;
 pub mod llama;
+pub mod mert;
 pub mod projector;
 pub mod store;
+pub mod vision;
 
 pub use llama::{KvCache, Llama, Media};
 pub use m2ugen_core::config::{LlamaConfig, ModelKind, Modality};

@@ -4,12 +4,15 @@
 //!   a seeded generator, the same on every target.
 //! - [`generate`]: KV-cached generation of several sequences at once, with stops, streaming and
 //!   cancelling.
+//! - [`features`]: media to the LLM's one-token features (MERT, ViT, ViViT and their
+//!   adapters, music in windows).
 //! - [`quality`]: a quantized model against its float original (logit error, top-1 agreement).
 //! - [`load`]: streaming a converted model into the models (the loader drives, the store
 //!   uploads), and building them from the manifest's typed configurations.
 //! - [`tokenizer`]: LLaMA's tokenizer, and incremental detokenization of a stream of tokens.
 #![deny(missing_docs)]
 
+pub mod features;
 pub mod generate;
 pub mod load;
 pub mod quality;

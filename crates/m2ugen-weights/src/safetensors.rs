@@ -86,14 +86,15 @@ impl InMemory {
         Ok((values, e.shape.clone()))
     }
 
-    /// An integer tensor (`I64`, `I32`) as i64 values, with its shape.
+    /// An integer tensor (`I64`, `I32`, `U8`) as i64 values, with its shape.
     pub fn i64(&self, name: &str) -> Result<(Vec<i64>, Vec<usize>)> {
         let e = self.entry(name)?;
         let bytes = &self.bytes[e.range.start as usize..e.range.end as usize];
         let values = match e.dtype.as_str() {
             "I64" => bytes.chunks_exact(8).map(|b| i64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])).collect(),
             "I32" => bytes.chunks_exact(4).map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as i64).collect(),
-            other => return Err(Error::Format { file: format!("{}: '{name}'", self.file), problem: format!("is {other}, expected I64 or I32") }),
+            "U8" => bytes.iter().map(|&b| b as i64).collect(),
+            other => return Err(Error::Format { file: format!("{}: '{name}'", self.file), problem: format!("is {other}, expected I64, I32 or U8") }),
         };
         Ok((values, e.shape.clone()))
     }

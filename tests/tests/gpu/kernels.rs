@@ -93,6 +93,46 @@ gpu_test!(async fn rms_norm_and_layer_norm_rows(gpu, elem) {
     Ok(())
 });
 
+gpu_test!(async fn l2_norm_rows_scaled_and_zero_rows_kept_finite(gpu, elem) {
+    let mut rng = Rng::new(31);
+    for &(rows, cols) in &[(1, 1), (3, 65), (2, 1000), (5, 257)] {
+        let mut x = random(&mut rng, elem, rows * cols, 3.0);
+        // A zero row: divided by eps, not by zero.
+        x[..cols].iter_mut().for_each(|v| *v = 0.0);
+        let w = random(&mut rng, elem, cols, 2.0);
+        let eps = 1e-12;
+        let (tx, tw) = (upload(gpu, elem, &[rows, cols], &x)?, upload(gpu, elem, &[cols], &w)?);
+        let mut rec = Recorder::new(gpu);
+        let y = rec.l2_norm(&tx, &tw, eps)?;
+        rec.submit()?;
+        assert_close("l2_norm", &gpu.read(&y).await?, &cpu::l2_norm(&x, &w, cols, eps), Tol::of(elem), &[rows, cols])?;
+    }
+    Ok(())
+});
+
+gpu_test!(async fn sum_rows_means_and_weighted_sums_per_item(gpu, elem) {
+    let mut rng = Rng::new(32);
+    for &(batch, rows, cols) in &[(1, 1, 1), (2, 7, 65), (3, 197, 33), (1, 3137, 5), (2, 3, 300)] {
+        let x = random(&mut rng, elem, batch * rows * cols, 2.0);
+        let w = random(&mut rng, elem, rows, 1.0);
+        let b = random(&mut rng, elem, 1, 1.0);
+        let (tx, tw, tb) = (upload(gpu, elem, &[batch, rows, cols], &x)?, upload(gpu, elem, &[rows], &w)?, upload(gpu, elem, &[1], &b)?);
+        let mut rec = Recorder::new(gpu);
+        let mean = rec.sum_rows(&tx, None, None, 1.0 / rows as f32)?;
+        let agg = rec.sum_rows(&tx, Some(&tw), Some(&tb), 1.0)?;
+        rec.submit()?;
+        let tol = Tol::for_sums(elem, rows);
+        assert_close("mean of rows", &gpu.read(&mean).await?, &cpu::sum_rows(&x, batch, rows, cols, None, None, 1.0 / rows as f32), tol, &[batch, cols])?;
+        assert_close("weighted sum of rows", &gpu.read(&agg).await?, &cpu::sum_rows(&x, batch, rows, cols, Some(&w), Some(b[0]), 1.0), tol, &[batch, cols])?;
+    }
+    let tx = upload(gpu, elem, &[2, 3, 4], &random(&mut rng, elem, 24, 1.0))?;
+    let tw = upload(gpu, elem, &[4], &random(&mut rng, elem, 4, 1.0))?;
+    let mut rec = Recorder::new(gpu);
+    let err = rec.sum_rows(&tx, Some(&tw), None, 1.0).err().map(|e| e.to_string()).unwrap_or_default();
+    anyhow::ensure!(err.contains("sum_rows") && err.contains("weight"), "a weight of the wrong length: {err:?}");
+    Ok(())
+});
+
 gpu_test!(async fn softmax_rows_stay_stable_for_large_logits(gpu, elem) {
     let mut rng = Rng::new(4);
     for &(rows, cols) in &[(1, 1), (7, 1000), (65, 7), (3, 64)] {

@@ -1,6 +1,6 @@
 use m2ugen_convert::{convert, Inputs, Options};
 use m2ugen_core::quant::QuantFormat;
-use m2ugen_tests::parity::{check_generation, check_projector, check_prompt_cases, load_model};
+use m2ugen_tests::parity::{check_features, check_generation, check_music_chain, check_projector, check_prompt_cases, load_model};
 use m2ugen_tests::{block_on, native_elems};
 use m2ugen_weights::native::DirFetcher;
 use m2ugen_weights::safetensors::InMemory;
@@ -19,7 +19,8 @@ fn converted(tag: &str, quant: Option<QuantFormat>) -> PathBuf {
     let out = std::env::temp_dir().join(format!("m2ugen-parity-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
     let checkpoint = dir.join("checkpoint.pth");
-    let inputs = Inputs { checkpoint: Some(&checkpoint), params: Some(&params), llama: None, tokenizer: None, hf: vec![] };
+    let configs: Vec<(String, PathBuf)> = ["mert", "vit", "vivit"].iter().map(|c| (c.to_string(), dir.join(c).join("config.json"))).collect();
+    let inputs = Inputs { checkpoint: Some(&checkpoint), params: Some(&params), llama: None, tokenizer: None, hf: vec![], configs: configs.iter().map(|(c, f)| (c.clone(), f.as_path())).collect() };
     // 64 KiB shards: the embedding table and the head (66 KiB each) are cut over two, so the
     // model loads from pieces.
     let options = Options { float: StoredType::F32, quant, shard_bytes: 64 << 10, model: "fixture".into(), kind: None };
@@ -42,6 +43,12 @@ fn llm_and_projector_match_the_reference() {
             let model = load_model(&gpu, elem, &DirFetcher(dir.clone())).await.unwrap();
             if let Err(e) = check_prompt_cases(&gpu, elem, &model.llama, &io, &["none", "audio", "all"]).await {
                 panic!("{elem:?}: {e:#}");
+            }
+            if let Err(e) = check_features(&gpu, elem, &model.encoders, &io).await {
+                panic!("{elem:?}: media features: {e:#}");
+            }
+            if let Err(e) = check_music_chain(&gpu, elem, &model, &io).await {
+                panic!("{elem:?}: waveform to LLM: {e:#}");
             }
             if let Err(e) = check_projector(&gpu, elem, &model, &io).await {
                 panic!("{elem:?}: {e:#}");
@@ -85,7 +92,7 @@ fn llama_in_meta_and_hugging_face_layouts_gives_the_transformers_logits() {
         let out = std::env::temp_dir().join(format!("m2ugen-parity-llama-{layout}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&out);
         let source = llama_fixture().join(layout);
-        let inputs = Inputs { checkpoint: None, params: None, llama: Some(&source), tokenizer: None, hf: vec![] };
+        let inputs = Inputs { checkpoint: None, params: None, llama: Some(&source), tokenizer: None, hf: vec![], configs: vec![] };
         convert(&inputs, &out, &Options { float: StoredType::F32, quant: None, shard_bytes: 1 << 20, model: format!("llama-{layout}"), kind: None }).unwrap();
         dirs.push((layout, out));
     }
@@ -148,7 +155,7 @@ fn mu_llama_over_its_llama_2_base_gives_its_forward() {
     let _ = std::fs::remove_dir_all(&out);
     let (checkpoint, base) = (dir.join("checkpoint.pth"), dir.join("base"));
     let tokenizer = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/tokenizer/tokenizer.model");
-    let inputs = Inputs { checkpoint: Some(&checkpoint), params: None, llama: Some(&base), tokenizer: Some(&tokenizer), hf: vec![] };
+    let inputs = Inputs { checkpoint: Some(&checkpoint), params: None, llama: Some(&base), tokenizer: Some(&tokenizer), hf: vec![], configs: vec![] };
     convert(&inputs, &out, &Options { float: StoredType::F32, quant: None, shard_bytes: 1 << 20, model: "mu-llama".into(), kind: None }).unwrap();
 
     // Its tokenizer: text only (the model has a row per piece and no output tokens).

@@ -15,6 +15,12 @@ impl Recorder<'_> {
         self.norm("rms_norm", RMS, x, weight, None, eps)
     }
 
+    /// L2 normalisation of each row, scaled per column: `x / max(‖x‖₂, eps) * weight`
+    /// (PyTorch's `F.normalize` with `eps`, then a scale).
+    pub fn l2_norm(&mut self, x: &GpuTensor, weight: &GpuTensor, eps: f32) -> Result<GpuTensor> {
+        self.norm("l2_norm", RMS, x, weight, None, eps)
+    }
+
     /// LayerNorm of each row: `(x - mean) / sqrt(var + eps) * weight + bias`.
     pub fn layer_norm(&mut self, x: &GpuTensor, weight: &GpuTensor, bias: &GpuTensor, eps: f32) -> Result<GpuTensor> {
         self.norm("layer_norm", WITH_BIAS, x, weight, Some(bias), eps)

@@ -1,0 +1,209 @@
+//! MERT-v1 (Hugging Face `HubertModel` names; no CQT, no deepnorm, as the released MERT-v1
+//! models are): the strided convolutional feature extractor over the normalised 24 kHz
+//! waveform, the feature projection, the grouped positional convolution (its weight norm
+//! folded by the converter), and the transformer, post-norm (MERT-v1-95M, the fixture) or
+//! pre-norm (`do_stable_layer_norm`, MERT-v1-330M) as the config says. Every hidden state is
+//! visited: the input of each layer and the last output (after the encoder's final LayerNorm
+//! in the pre-norm form, as transformers 4 returns it).
+//!
+//! The waveform is channels-last `(1, samples, 1)`; the feature extractor's output
+//! `(frames, conv_dim)` is one row per 320 samples at the published strides.
+
+use crate::layers::{LayerNorm, Linear, Mlp, MultiHeadAttention};
+use crate::{Error, Result, Store};
+use m2ugen_core::config::MertConfig;
+use m2ugen_core::conv::{Conv1d, Padding};
+use m2ugen_gpu::{Gpu, GpuTensor, HeadShape, Recorder, Unary};
+
+/// One convolution of the feature extractor and the norm after it, if any.
+struct FeatureConv {
+    weight: GpuTensor,
+    bias: Option<GpuTensor>,
+    stride: usize,
+    norm: FeatureNorm,
+}
+
+enum FeatureNorm {
+    None,
+    /// GroupNorm with one group per channel over the whole clip (the first convolution of the
+    /// `group` form).
+    Group(GpuTensor, GpuTensor),
+    /// LayerNorm over channels per frame (every convolution of the `layer` form).
+    Layer(LayerNorm),
+}
+
+struct Layer {
+    attention: MultiHeadAttention,
+    attention_norm: LayerNorm,
+    feed_forward: Mlp,
+    final_norm: LayerNorm,
+}
+
+/// MERT, loaded.
+pub struct Mert {
+    config: MertConfig,
+    convs: Vec<FeatureConv>,
+    projection_norm: Option<LayerNorm>,
+    projection: Linear,
+    pos_conv: (GpuTensor, GpuTensor),
+    encoder_norm: LayerNorm,
+    layers: Vec<Layer>,
+    feature_act: Unary,
+}
+
+impl Mert {
+    /// Loads the `{prefix}.*` tensors (`mert` in a converted model) with `config`.
+    pub fn load(gpu: &Gpu, store: &mut Store, prefix: &str, config: &MertConfig) -> Result<Mert> {
+        let c = config;
+        let n = c.conv_dim.len();
+        if n == 0 || c.conv_kernel.len() != n || c.conv_stride.len() != n {
+            return Err(Error::Request(format!("mert config: conv_dim, conv_kernel and conv_stride must have the same non-zero length ({}, {}, {})", n, c.conv_kernel.len(), c.conv_stride.len())));
+        }
+        let layer_form = match c.feat_extract_norm.as_str() {
+            "group" => false,
+            "layer" => true,
+            other => return Err(Error::Request(format!("mert config: feat_extract_norm '{other}' is neither 'group' nor 'layer'"))),
+        };
+        let eps = c.layer_norm_eps;
+        let mut convs = Vec::with_capacity(n);
+        let mut c_in = 1;
+        for i in 0..n {
+            let name = format!("{prefix}.feature_extractor.conv_layers.{i}");
+            let weight = store.tensor(&format!("{name}.conv.weight"), &[c.conv_dim[i], c_in, c.conv_kernel[i]])?;
+            let bias = if c.conv_bias { Some(store.tensor(&format!("{name}.conv.bias"), &[c.conv_dim[i]])?) } else { None };
+            let norm = if layer_form {
+                FeatureNorm::Layer(LayerNorm::load(store, &format!("{name}.layer_norm"), c.conv_dim[i], 1e-5)?)
+            } else if i == 0 {
+                let ln = LayerNorm::load(store, &format!("{name}.layer_norm"), c.conv_dim[i], 1e-5)?;
+                FeatureNorm::Group(ln.weight, ln.bias)
+            } else {
+                FeatureNorm::None
+            };
+            convs.push(FeatureConv { weight, bias, stride: c.conv_stride[i], norm });
+            c_in = c.conv_dim[i];
+        }
+        let h = c.hidden_size;
+        let projection_norm = if c.feat_proj_layer_norm { Some(LayerNorm::load(store, &format!("{prefix}.feature_projection.layer_norm"), c_in, eps)?) } else { None };
+        let projection = Linear::load(store, &format!("{prefix}.feature_projection.projection"), h, c_in, true)?;
+        let groups = c.num_conv_pos_embedding_groups;
+        if groups == 0 || h % groups != 0 || c.num_attention_heads == 0 || h % c.num_attention_heads != 0 {
+            return Err(Error::Request(format!("mert config: hidden_size {h} must divide by num_conv_pos_embedding_groups {groups} and num_attention_heads {}", c.num_attention_heads)));
+        }
+        let pos = format!("{prefix}.encoder.pos_conv_embed.conv");
+        let pos_conv = (store.tensor(&format!("{pos}.weight"), &[h, h / groups, c.num_conv_pos_embeddings])?, store.tensor(&format!("{pos}.bias"), &[h])?);
+        let encoder_norm = LayerNorm::load(store, &format!("{prefix}.encoder.layer_norm"), h, eps)?;
+        let shape = HeadShape { heads: c.num_attention_heads, kv_heads: c.num_attention_heads, head_dim: h / c.num_attention_heads };
+        let act = Unary::of(c.hidden_act);
+        let layers = (0..c.num_hidden_layers)
+            .map(|i| {
+                let l = format!("{prefix}.encoder.layers.{i}");
+                let a = format!("{l}.attention");
+                let names = [format!("{a}.q_proj"), format!("{a}.k_proj"), format!("{a}.v_proj"), format!("{a}.out_proj")];
+                Ok(Layer {
+                    attention: MultiHeadAttention::load_separate(gpu, store, [&names[0], &names[1], &names[2], &names[3]], h, shape, true)?,
+                    attention_norm: LayerNorm::load(store, &format!("{l}.layer_norm"), h, eps)?,
+                    feed_forward: Mlp::load(store, &format!("{l}.feed_forward.intermediate_dense"), &format!("{l}.feed_forward.output_dense"), h, c.intermediate_size, act, true)?,
+                    final_norm: LayerNorm::load(store, &format!("{l}.final_layer_norm"), h, eps)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Mert { config: config.clone(), convs, projection_norm, projection, pos_conv, encoder_norm, layers, feature_act: Unary::of(c.feat_extract_activation) })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &MertConfig {
+        &self.config
+    }
+
+    /// Hidden states per clip: layers + 1.
+    pub fn states(&self) -> usize {
+        self.layers.len() + 1
+    }
+
+    /// Input samples the feature extractor needs for one frame.
+    pub fn receptive_field(&self) -> usize {
+        self.config.conv_kernel.iter().zip(&self.config.conv_stride).rev().fold(1, |field, (k, s)| (field - 1) * s + k)
+    }
+
+    /// Frames for `samples` input samples (0 when too short for one).
+    pub fn frames(&self, samples: usize) -> usize {
+        self.config.conv_kernel.iter().zip(&self.config.conv_stride).fold(samples, |len, (&k, &s)| if len < k { 0 } else { (len - k) / s + 1 })
+    }
+
+    /// The feature extractor and projection: a normalised waveform `(samples)` (one binding)
+    /// to frames `(frames, hidden)`.
+    pub fn features(&self, rec: &mut Recorder, waveform: &GpuTensor) -> Result<GpuTensor> {
+        let samples = waveform.numel();
+        if self.frames(samples) == 0 {
+            return Err(Error::Request(format!("music: {samples} samples are too short for MERT, which needs at least {} (at 24 kHz)", self.receptive_field())));
+        }
+        let mut x = waveform.reshape(&[1, samples, 1])?;
+        for conv in &self.convs {
+            let c = Conv1d { stride: conv.stride, ..Conv1d::plain() };
+            x = rec.conv1d(&x, &conv.weight, conv.bias.as_ref(), &c)?;
+            x = match &conv.norm {
+                FeatureNorm::None => x,
+                FeatureNorm::Group(w, b) => rec.group_norm(&x, x.cols(), w, b, 1e-5)?,
+                FeatureNorm::Layer(ln) => ln.forward(rec, &x)?,
+            };
+            x = rec.unary(self.feature_act, &x)?;
+        }
+        let frames = x.shape()[1];
+        let mut x = x.reshape(&[frames, x.cols()])?;
+        if let Some(ln) = &self.projection_norm {
+            x = ln.forward(rec, &x)?;
+        }
+        self.projection.forward(rec, &x)
+    }
+
+    /// Runs the model on a normalised waveform, calling `visit` with each hidden state
+    /// `(frames, hidden)` in order (layers + 1 of them), so a caller keeps what it needs (all
+    /// of them, or their means) and the rest goes back to the pool.
+    pub fn forward(&self, rec: &mut Recorder, waveform: &GpuTensor, visit: &mut dyn FnMut(&mut Recorder, &GpuTensor) -> Result<()>) -> Result<()> {
+        let x = self.features(rec, waveform)?;
+        let frames = x.rows();
+        let k = self.config.num_conv_pos_embeddings;
+        // PyTorch pads k/2 on both sides, then drops the last frame when k is even (the "same
+        // pad" layer): the same as k/2 - 1 on the right.
+        let pos = Conv1d { groups: self.config.num_conv_pos_embedding_groups, pad_left: k / 2, pad_right: k / 2 - (k % 2 == 0) as usize, padding: Padding::Zeros, ..Conv1d::plain() };
+        let p = rec.conv1d(&x.reshape(&[1, frames, x.cols()])?, &self.pos_conv.0, Some(&self.pos_conv.1), &pos)?;
+        let p = rec.unary(self.feature_act, &p)?;
+        let mut h = rec.add(&x, &p.reshape(&[frames, x.cols()])?)?;
+        let pre_norm = self.config.do_stable_layer_norm;
+        if !pre_norm {
+            h = self.encoder_norm.forward(rec, &h)?;
+        }
+        for layer in &self.layers {
+            visit(rec, &h)?;
+            h = if pre_norm {
+                let n = layer.attention_norm.forward(rec, &h)?;
+                let kv = layer.attention.keys(rec, &n)?;
+                let h = layer.attention.attend(rec, &n, &kv, Some(&h))?;
+                let n = layer.final_norm.forward(rec, &h)?;
+                layer.feed_forward.forward(rec, &n, Some(&h))?
+            } else {
+                let kv = layer.attention.keys(rec, &h)?;
+                let a = layer.attention.attend(rec, &h, &kv, Some(&h))?;
+                let h = layer.attention_norm.forward(rec, &a)?;
+                let f = layer.feed_forward.forward(rec, &h, Some(&h))?;
+                layer.final_norm.forward(rec, &f)?
+            };
+        }
+        if pre_norm {
+            h = self.encoder_norm.forward(rec, &h)?;
+        }
+        visit(rec, &h)
+    }
+
+    /// The time mean of every hidden state, `(layers + 1, hidden)`: what M2UGen's music
+    /// adapter aggregates.
+    pub fn state_means(&self, rec: &mut Recorder, waveform: &GpuTensor) -> Result<GpuTensor> {
+        let mut means = Vec::with_capacity(self.states());
+        self.forward(rec, waveform, &mut |rec, h| {
+            means.push(rec.sum_rows(h, None, None, 1.0 / h.rows() as f32)?);
+            Ok(())
+        })?;
+        let refs: Vec<&GpuTensor> = means.iter().collect();
+        Ok(rec.concat(&refs, 0)?)
+    }
+}
