@@ -10,7 +10,7 @@ echo "== native: unit tests, naga validation, GPU kernels (lavapipe or your GPU)
 cargo test --locked
 
 echo "== browser: every library crate builds for wasm32; the GPU suite, parity and the page's components in headless Chromium"
-cargo build --locked --target wasm32-unknown-unknown -p m2ugen-core -p m2ugen-gpu -p m2ugen-models -p m2ugen-weights -p m2ugen-pipeline
+cargo build --locked --target wasm32-unknown-unknown -p m2ugen-core -p m2ugen-gpu -p m2ugen-models -p m2ugen-weights -p m2ugen-pipeline -p m2ugen-media
 # The browser reads the reference fixture as the page reads a CDN: converted, then served over
 # HTTP (Range, CORS) by `m2ugen serve`, whose URL the browser parity tests are compiled with.
 fixture=${M2UGEN_REFERENCE_FIXTURE:-tests/data/reference-m2ugen}
