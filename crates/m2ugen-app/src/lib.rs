@@ -5,6 +5,8 @@
 //!
 //! User-visible text is always inserted as text nodes (never as HTML).
 
+pub mod media;
+
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
