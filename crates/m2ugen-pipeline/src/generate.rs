@@ -14,7 +14,7 @@
 use crate::sampling::Sampling;
 use m2ugen_core::rng::Rng;
 use m2ugen_gpu::{Gpu, GpuTensor, Recorder};
-use m2ugen_models::llama::Media;
+use m2ugen_models::llama::{KvCache, Media};
 use m2ugen_models::Llama;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -181,7 +181,7 @@ pub async fn generate(
     settings: &Settings,
     detokenize: &dyn Detokenize,
     cancel: &Cancel,
-    mut on_token: impl FnMut(Streamed),
+    on_token: impl FnMut(Streamed),
 ) -> Result<Vec<Output>, GenerateError> {
     settings.sampling.validate()?;
     if requests.is_empty() || requests.iter().any(|r| r.prompt.is_empty()) {
@@ -193,17 +193,51 @@ pub async fn generate(
         return Err(GenerateError::Request(format!("a prompt of {longest} tokens leaves no room in the model's {} positions", llama.config.max_seq)));
     }
     let mut cache = llama.new_cache(gpu, requests.len(), max_seq)?;
-    let mut seqs: Vec<Sequence> = requests.iter().map(|r| Sequence { rng: Rng::new(r.seed), stream: TextStream::default(), text: String::new(), emitted: 0, finish: None }).collect();
+    let mut rec = Recorder::new(gpu);
+    for (slot, r) in requests.iter().enumerate() {
+        llama.set_media(&mut rec, &mut cache, slot, r.media)?;
+    }
+    rec.submit()?;
+    let prompts: Vec<&[u32]> = requests.iter().map(|r| r.prompt.as_slice()).collect();
+    let seeds: Vec<u64> = requests.iter().map(|r| r.seed).collect();
+    generate_in(gpu, llama, &mut cache, &prompts, &seeds, settings, detokenize, cancel, on_token).await
+}
+
+/// Continues the sequences already in `cache` (slot `i` by `prompts[i]`, which must not be
+/// empty; a fresh slot starts with its whole prompt), each sampled with its own seed, until each
+/// finishes. What the slots held stays: a conversation's earlier turns are not computed again.
+/// The cache holds every token fed back in: the prompt and each generated token but the last
+/// (the end-of-sequence token, or the one that reached the stop text or the length).
+#[allow(clippy::too_many_arguments)]
+pub async fn generate_in(
+    gpu: &Gpu,
+    llama: &Llama,
+    cache: &mut KvCache,
+    prompts: &[&[u32]],
+    seeds: &[u64],
+    settings: &Settings,
+    detokenize: &dyn Detokenize,
+    cancel: &Cancel,
+    mut on_token: impl FnMut(Streamed),
+) -> Result<Vec<Output>, GenerateError> {
+    settings.sampling.validate()?;
+    if prompts.is_empty() || prompts.len() != cache.slots || seeds.len() != prompts.len() || prompts.iter().any(|p| p.is_empty()) {
+        return Err(GenerateError::Request(format!("every one of the cache's {} sequences needs a prompt of at least one token and a seed", cache.slots)));
+    }
+    let max_seq = cache.max_seq;
+    if let Some((slot, p)) = prompts.iter().enumerate().find(|(i, p)| cache.lens[*i] + p.len() >= max_seq) {
+        return Err(GenerateError::Request(format!("a prompt of {} tokens after {} leaves no room in the cache's {max_seq} positions", p.len(), cache.lens[slot])));
+    }
+    let mut seqs: Vec<Sequence> = seeds.iter().map(|&seed| Sequence { rng: Rng::new(seed), stream: TextStream::default(), text: String::new(), emitted: 0, finish: None }).collect();
     let choose = settings.sampling.on_gpu();
     let longest_stop = settings.stop_texts.iter().map(String::len).max().unwrap_or(0);
 
     // Prefill each prompt; the last position's logits give its first token.
-    let mut chosen = Vec::with_capacity(requests.len());
-    for (slot, r) in requests.iter().enumerate() {
+    let mut chosen = Vec::with_capacity(prompts.len());
+    for (slot, prompt) in prompts.iter().enumerate() {
         let mut rec = Recorder::new(gpu);
-        llama.set_media(&mut rec, &mut cache, slot, r.media)?;
-        let hidden = llama.prefill(&mut rec, &mut cache, slot, &r.prompt)?;
-        let last = llama.rows(&mut rec, &hidden, &[r.prompt.len() as u32 - 1])?;
+        let hidden = llama.prefill(&mut rec, cache, slot, prompt)?;
+        let last = llama.rows(&mut rec, &hidden, &[prompt.len() as u32 - 1])?;
         let l = llama.logits(&mut rec, &last)?;
         let draw = seqs[slot].draw(&settings.sampling);
         let ids = rec.choose_tokens(&l, &choose, &[draw])?;
@@ -250,8 +284,8 @@ pub async fn generate(
         // Every slot advances; finished ones ride along and their tokens are ignored.
         let mut rec = Recorder::new(gpu);
         let hidden = match &next_ids {
-            Some(ids) => llama.decode_ids(&mut rec, &mut cache, ids)?,
-            None => llama.decode(&mut rec, &mut cache, &chosen)?,
+            Some(ids) => llama.decode_ids(&mut rec, cache, ids)?,
+            None => llama.decode(&mut rec, cache, &chosen)?,
         };
         let l = llama.logits(&mut rec, &hidden)?;
         let draws: Vec<f32> = seqs.iter_mut().map(|s| if s.finish.is_some() { 0.0 } else { s.draw(&settings.sampling) }).collect();

@@ -4,6 +4,8 @@
 //!   a seeded generator, the same on every target.
 //! - [`generate`]: KV-cached generation of several sequences at once, with stops, streaming and
 //!   cancelling.
+//! - [`chat`]: the reference's prompt, and conversations that keep earlier turns' keys and
+//!   values.
 //! - [`features`]: media to the LLM's one-token features (MERT, ViT, ViViT and their
 //!   adapters, music in windows).
 //! - [`quality`]: a quantized model against its float original (logit error, top-1 agreement).
@@ -12,6 +14,7 @@
 //! - [`tokenizer`]: LLaMA's tokenizer, and incremental detokenization of a stream of tokens.
 #![deny(missing_docs)]
 
+pub mod chat;
 pub mod features;
 pub mod generate;
 pub mod load;

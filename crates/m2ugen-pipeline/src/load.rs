@@ -69,3 +69,29 @@ pub async fn load_llama<F: Fetcher>(gpu: &Gpu, dtype: DType, fetcher: &F, max_se
     let llama = build_llama(gpu, &manifest, &mut store, max_seq)?;
     Ok((manifest, llama))
 }
+
+/// What answering questions about media needs: the LLM, the encoders the model has, and its
+/// tokenizer.
+pub struct Understanding {
+    /// The manifest.
+    pub manifest: Manifest,
+    /// The LLM.
+    pub llama: Llama,
+    /// The media encoders and adapters the model has.
+    pub encoders: crate::features::Encoders,
+    /// The tokenizer (the manifest's, hash-checked).
+    pub tokenizer: crate::tokenizer::TextTokenizer,
+}
+
+/// Loads the LLM, the encoders and the tokenizer of the model at `fetcher` (not its music
+/// decoder), with a KV cache of up to `max_seq` positions per sequence.
+pub async fn load_understanding<F: Fetcher>(gpu: &Gpu, dtype: DType, fetcher: &F, max_seq: usize, options: &LoadOptions<'_>) -> Result<Understanding, LoadError> {
+    let manifest = load_manifest(fetcher).await?;
+    let entry = manifest.tokenizer.clone().ok_or_else(|| m2ugen_core::Error::Config { field: "tokenizer".into(), problem: format!("the model '{}' has no tokenizer (convert it with --tokenizer)", manifest.model) })?;
+    let bytes = m2ugen_weights::loader::load_file(fetcher, &entry, options.cache).await?;
+    let tokenizer = crate::tokenizer::TextTokenizer::from_bytes(&bytes).map_err(|e| m2ugen_core::Error::Config { field: "tokenizer".into(), problem: e.to_string() })?;
+    let mut store = load_store(gpu, dtype, fetcher, &manifest, |n| n.starts_with("llm.") || crate::features::is_encoder_tensor(n), options, |_| {}).await?;
+    let llama = build_llama(gpu, &manifest, &mut store, max_seq)?;
+    let encoders = crate::features::Encoders::build(gpu, &manifest, &mut store, llama.config.dim)?;
+    Ok(Understanding { manifest, llama, encoders, tokenizer })
+}
