@@ -5,12 +5,17 @@
 //! - `m2ugen info`: the GPU adapter, its features and limits.
 //! - `m2ugen bench [KERNEL]`: kernel throughput against a same-process copy baseline.
 //! - `m2ugen bench-llm`: LLM prefill/decode tokens/s, KV cache against full recompute.
+//! - `m2ugen bench-encoders`: MERT, ViT and ViViT throughput against a same-process matmul.
 //! - `m2ugen quality REFERENCE CANDIDATE`: a quantized model's logits against its float original.
+//! - `m2ugen chat`: questions about music, images and video, one or turn by turn.
+//! - `m2ugen caption`: a folder of music captioned into `{"file": "caption"}`, resumable.
 //!
 //! Bad arguments and unusable input files print one line and exit with code 2; a failure of the
 //! work itself (no GPU) prints one line and exits with code 1.
 
+mod bench_encoders;
 mod bench_llm;
+mod understand;
 
 use m2ugen_convert as convert;
 
@@ -57,6 +62,13 @@ enum Command {
     Bench(BenchArgs),
     /// Measure the LLM: prefill and decode tokens/s, KV cache against full recompute.
     BenchLlm(BenchLlmArgs),
+    /// Measure the encoders: MERT in seconds of audio per second, ViT and ViViT in clips per
+    /// second, each as a fraction of the dense matmul's GFLOP/s.
+    BenchEncoders(bench_encoders::BenchEncodersArgs),
+    /// Ask a converted M2UGen or MU-LLaMA model about music, an image or a video.
+    Chat(understand::ChatArgs),
+    /// Caption every audio file of a folder (MUCaps' JSON), resuming where a run stopped.
+    Caption(understand::CaptionArgs),
     /// Compare a converted (quantized) model's logits and greedy tokens with a float original's.
     Quality {
         /// The float model: a directory holding manifest.json.
@@ -254,6 +266,9 @@ fn main() -> ExitCode {
         Command::Info => finish("", pollster::block_on(run_info()), 1),
         Command::Bench(args) => finish("", pollster::block_on(run_bench(args)), 1),
         Command::BenchLlm(args) => finish("bench-llm: ", pollster::block_on(run_bench_llm(args)), 1),
+        Command::BenchEncoders(args) => finish("bench-encoders: ", pollster::block_on(bench_encoders::run(args)), 1),
+        Command::Chat(args) => finish_classified("chat: ", pollster::block_on(understand::run_chat(args))),
+        Command::Caption(args) => finish_classified("caption: ", pollster::block_on(understand::run_caption(args))),
         Command::Quality { reference, candidate, prompt, tokens } => finish("quality: ", pollster::block_on(run_quality(&reference, &candidate, prompt, tokens as usize)), 2),
     }
 }
@@ -267,6 +282,27 @@ fn finish(what: &str, result: anyhow::Result<()>, code: u8) -> ExitCode {
             ExitCode::from(code)
         }
     }
+}
+
+/// A problem with what the user gave (a file, a model directory, a setting): exit code 2.
+#[derive(Debug)]
+pub struct InputError(pub String);
+
+impl std::fmt::Display for InputError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for InputError {}
+
+/// One line for a failure: exit code 2 when the input is at fault, 1 when the work failed.
+fn finish_classified(what: &str, result: anyhow::Result<()>) -> ExitCode {
+    let code = match &result {
+        Err(e) if e.downcast_ref::<InputError>().is_some() => 2,
+        _ => 1,
+    };
+    finish(what, result, code)
 }
 
 fn parse_component(s: &str) -> Result<(String, std::path::PathBuf), String> {

@@ -47,6 +47,25 @@ impl MediaAdapter {
         Ok(MediaAdapter { aggregate_weight, aggregate_bias, scale, proj, blocks })
     }
 
+    /// The tensors of an M2UGen adapter `name` (three blocks of `hidden`: `dim` in M2UGen, four
+    /// times that in MU-LLaMA), with their shapes.
+    pub fn tensors(name: &str, rows: usize, width: usize, dim: usize, hidden: usize) -> Vec<(String, Vec<usize>)> {
+        let mut t = vec![
+            (format!("{name}.aggregate.weight"), vec![1, rows, 1]),
+            (format!("{name}.aggregate.bias"), vec![1]),
+            (format!("{name}.proj.weight"), vec![dim, width]),
+            (format!("{name}.proj.bias"), vec![dim]),
+        ];
+        for b in 0..3 {
+            let p = format!("{name}.blocks.{b}");
+            t.push((format!("{p}.norm.weight"), vec![dim]));
+            t.push((format!("{p}.w1.weight"), vec![hidden, dim]));
+            t.push((format!("{p}.w2.weight"), vec![dim, hidden]));
+            t.push((format!("{p}.w3.weight"), vec![hidden, dim]));
+        }
+        t
+    }
+
     /// The activation type it was loaded in.
     pub fn dtype(&self) -> m2ugen_core::DType {
         self.scale.dtype()

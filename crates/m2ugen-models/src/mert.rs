@@ -110,6 +110,70 @@ impl Mert {
         Ok(Mert { config: config.clone(), convs, projection_norm, projection, pos_conv, encoder_norm, layers, feature_act: Unary::of(c.feat_extract_activation) })
     }
 
+    /// Every tensor [`Mert::load`] takes under `prefix`, with its shape (for random weights in
+    /// benchmarks, and to check a converted model against the configuration).
+    pub fn tensors(prefix: &str, c: &MertConfig) -> Vec<(String, Vec<usize>)> {
+        let mut t = Vec::new();
+        let mut add = |name: String, shape: Vec<usize>| t.push((format!("{prefix}.{name}"), shape));
+        let mut c_in = 1;
+        for (i, ((&dim, &k), _)) in c.conv_dim.iter().zip(&c.conv_kernel).zip(&c.conv_stride).enumerate() {
+            let name = format!("feature_extractor.conv_layers.{i}");
+            add(format!("{name}.conv.weight"), vec![dim, c_in, k]);
+            if c.conv_bias {
+                add(format!("{name}.conv.bias"), vec![dim]);
+            }
+            if c.feat_extract_norm == "layer" || i == 0 {
+                add(format!("{name}.layer_norm.weight"), vec![dim]);
+                add(format!("{name}.layer_norm.bias"), vec![dim]);
+            }
+            c_in = dim;
+        }
+        let h = c.hidden_size;
+        if c.feat_proj_layer_norm {
+            add("feature_projection.layer_norm.weight".into(), vec![c_in]);
+            add("feature_projection.layer_norm.bias".into(), vec![c_in]);
+        }
+        add("feature_projection.projection.weight".into(), vec![h, c_in]);
+        add("feature_projection.projection.bias".into(), vec![h]);
+        add("encoder.pos_conv_embed.conv.weight".into(), vec![h, h / c.num_conv_pos_embedding_groups.max(1), c.num_conv_pos_embeddings]);
+        add("encoder.pos_conv_embed.conv.bias".into(), vec![h]);
+        add("encoder.layer_norm.weight".into(), vec![h]);
+        add("encoder.layer_norm.bias".into(), vec![h]);
+        for i in 0..c.num_hidden_layers {
+            let l = format!("encoder.layers.{i}");
+            for p in ["q_proj", "k_proj", "v_proj", "out_proj"] {
+                add(format!("{l}.attention.{p}.weight"), vec![h, h]);
+                add(format!("{l}.attention.{p}.bias"), vec![h]);
+            }
+            for n in ["layer_norm", "final_layer_norm"] {
+                add(format!("{l}.{n}.weight"), vec![h]);
+                add(format!("{l}.{n}.bias"), vec![h]);
+            }
+            add(format!("{l}.feed_forward.intermediate_dense.weight"), vec![c.intermediate_size, h]);
+            add(format!("{l}.feed_forward.intermediate_dense.bias"), vec![c.intermediate_size]);
+            add(format!("{l}.feed_forward.output_dense.weight"), vec![h, c.intermediate_size]);
+            add(format!("{l}.feed_forward.output_dense.bias"), vec![h]);
+        }
+        t
+    }
+
+    /// Multiply-adds ×2 of one window of `samples` samples: the convolutions, the projection,
+    /// the positional convolution and the transformer (what a benchmark divides by its time).
+    pub fn flops(c: &MertConfig, samples: usize) -> f64 {
+        let mut len = samples;
+        let mut c_in = 1;
+        let mut f = 0.0;
+        for ((&dim, &k), &s) in c.conv_dim.iter().zip(&c.conv_kernel).zip(&c.conv_stride) {
+            len = if len < k { 0 } else { (len - k) / s + 1 };
+            f += 2.0 * (len * dim * c_in * k) as f64;
+            c_in = dim;
+        }
+        let (t, h, i) = (len as f64, c.hidden_size as f64, c.intermediate_size as f64);
+        f += 2.0 * t * c_in as f64 * h;
+        f += 2.0 * t * h * (h / c.num_conv_pos_embedding_groups.max(1) as f64) * c.num_conv_pos_embeddings as f64;
+        f + c.num_hidden_layers as f64 * (8.0 * t * h * h + 4.0 * t * t * h + 4.0 * t * h * i)
+    }
+
     /// The configuration.
     pub fn config(&self) -> &MertConfig {
         &self.config

@@ -60,6 +60,44 @@ impl VisionConfig {
         self.channels * self.tubelet * self.patch * self.patch
     }
 
+    /// Every tensor [`VisionEncoder::load`] takes under `prefix`, with its shape.
+    pub fn tensors(&self, prefix: &str) -> Vec<(String, Vec<usize>)> {
+        let (h, p) = (self.hidden, self.patch);
+        let mut t = Vec::new();
+        let mut add = |name: String, shape: Vec<usize>| t.push((format!("{prefix}.{name}"), shape));
+        let w = if self.tubelet == 1 && self.frames == 1 { vec![h, self.channels, p, p] } else { vec![h, self.channels, self.tubelet, p, p] };
+        add("embeddings.patch_embeddings.projection.weight".into(), w);
+        add("embeddings.patch_embeddings.projection.bias".into(), vec![h]);
+        add("embeddings.cls_token".into(), vec![1, 1, h]);
+        add("embeddings.position_embeddings".into(), vec![1, self.patches() + 1, h]);
+        for i in 0..self.layers {
+            let l = format!("layers.{i}");
+            for q in ["q_proj", "k_proj", "v_proj", "o_proj"] {
+                add(format!("{l}.attention.{q}.weight"), vec![h, h]);
+                if self.qkv_bias || q == "o_proj" {
+                    add(format!("{l}.attention.{q}.bias"), vec![h]);
+                }
+            }
+            for n in ["layernorm_before", "layernorm_after"] {
+                add(format!("{l}.{n}.weight"), vec![h]);
+                add(format!("{l}.{n}.bias"), vec![h]);
+            }
+            add(format!("{l}.mlp.fc1.weight"), vec![self.intermediate, h]);
+            add(format!("{l}.mlp.fc1.bias"), vec![self.intermediate]);
+            add(format!("{l}.mlp.fc2.weight"), vec![h, self.intermediate]);
+            add(format!("{l}.mlp.fc2.bias"), vec![h]);
+        }
+        add("layernorm.weight".into(), vec![h]);
+        add("layernorm.bias".into(), vec![h]);
+        t
+    }
+
+    /// Multiply-adds ×2 of one input: the embedding product and the blocks.
+    pub fn flops(&self) -> f64 {
+        let (n, h, i) = ((self.patches() + 1) as f64, self.hidden as f64, self.intermediate as f64);
+        2.0 * self.patches() as f64 * self.token_width() as f64 * h + self.layers as f64 * (8.0 * n * h * h + 4.0 * n * n * h + 4.0 * n * h * i)
+    }
+
     fn check(&self, what: &str) -> Result<()> {
         let ok = self.patch > 0 && self.tubelet > 0 && self.image_size % self.patch == 0 && self.frames % self.tubelet == 0 && self.heads > 0 && self.hidden % self.heads == 0;
         if ok { Ok(()) } else { Err(Error::Request(format!("{what} config: image_size {} by patch {}, {} frames by tubelet {}, hidden {} by {} heads must divide", self.image_size, self.patch, self.frames, self.tubelet, self.hidden, self.heads))) }

@@ -20,7 +20,8 @@ fn converted(tag: &str, quant: Option<QuantFormat>) -> PathBuf {
     let _ = std::fs::remove_dir_all(&out);
     let checkpoint = dir.join("checkpoint.pth");
     let configs: Vec<(String, PathBuf)> = ["mert", "vit", "vivit"].iter().map(|c| (c.to_string(), dir.join(c).join("config.json"))).collect();
-    let inputs = Inputs { checkpoint: Some(&checkpoint), params: Some(&params), llama: None, tokenizer: None, hf: vec![], configs: configs.iter().map(|(c, f)| (c.clone(), f.as_path())).collect() };
+    let tokenizer = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/tokenizer/tokenizer.model");
+    let inputs = Inputs { checkpoint: Some(&checkpoint), params: Some(&params), llama: None, tokenizer: Some(&tokenizer), hf: vec![], configs: configs.iter().map(|(c, f)| (c.clone(), f.as_path())).collect() };
     // 64 KiB shards: the embedding table and the head (66 KiB each) are cut over two, so the
     // model loads from pieces.
     let options = Options { float: StoredType::F32, quant, shard_bytes: 64 << 10, model: "fixture".into(), kind: None };
@@ -44,7 +45,7 @@ fn llm_and_projector_match_the_reference() {
             if let Err(e) = check_prompt_cases(&gpu, elem, &model.llama, &io, &["none", "audio", "all"]).await {
                 panic!("{elem:?}: {e:#}");
             }
-            if let Err(e) = check_features(&gpu, elem, &model.encoders, &io).await {
+            if let Err(e) = check_features(&gpu, elem, &model.encoders, &io, 2).await {
                 panic!("{elem:?}: media features: {e:#}");
             }
             if let Err(e) = check_music_chain(&gpu, elem, &model, &io).await {
@@ -176,4 +177,79 @@ fn mu_llama_over_its_llama_2_base_gives_its_forward() {
             }
         }
     });
+}
+
+#[test]
+fn a_conversation_reuses_earlier_turns_and_answers_as_a_fresh_run_would() {
+    use m2ugen_models::llama::Media;
+    use m2ugen_pipeline::chat::Conversation;
+    use m2ugen_pipeline::generate::{generate, Cancel, Request, Settings};
+    use m2ugen_pipeline::chat::Tokenizer;
+    use m2ugen_pipeline::Sampling;
+    let dir = converted("chat", None);
+    block_on("a_conversation_reuses_earlier_turns", 600, move || async move {
+        let gpu = m2ugen_tests::gpu(m2ugen_gpu::registry::Elem::F32).await;
+        let fetcher = DirFetcher(dir.clone());
+        let clock = m2ugen_gpu::now_ms;
+        let options = m2ugen_weights::loader::LoadOptions { in_flight: 4, max_resumes: 0, clock: &clock, cache: None };
+        let (_, llama) = m2ugen_pipeline::load::load_llama(&gpu, m2ugen_core::DType::F32, &fetcher, 1024, &options).await.unwrap();
+        // Bytes as tokens (3 + byte, as the test tokenizer's byte pieces; BOS 1): every id is a
+        // row of the fixture LLM's 264, whose own tokenizer has more pieces than it has rows.
+        struct Bytes;
+        impl m2ugen_pipeline::generate::Detokenize for Bytes {
+            fn decode(&self, tokens: &[u32]) -> String {
+                String::from_utf8_lossy(&tokens.iter().filter(|&&t| (3..259).contains(&t)).map(|&t| (t - 3) as u8).collect::<Vec<_>>()).into_owned()
+            }
+        }
+        impl m2ugen_pipeline::chat::Tokenizer for Bytes {
+            fn encode_text(&self, text: &str) -> Result<Vec<u32>, String> {
+                Ok(std::iter::once(1).chain(text.bytes().map(|b| b as u32 + 3)).collect())
+            }
+        }
+        let tokenizer = Bytes;
+        let settings = Settings { sampling: Sampling::Greedy, max_new_tokens: 10, eos: None, stop_texts: vec!["\n###".into()] };
+        let cancel = Cancel::default();
+        let mut chat = Conversation::new(&gpu, &llama, Media::default(), 1024).unwrap();
+        let mut streamed = String::new();
+        let first = chat.ask(&gpu, &llama, &tokenizer, "hello world", &settings, 1, &cancel, |t| streamed.push_str(t)).await.unwrap();
+        assert_eq!(streamed, first.text, "the stream adds up to the answer");
+        assert_eq!(chat.reused(), 0, "nothing to reuse on the first turn");
+        let held_after_first = chat.held().len();
+        let second_prompt = chat.prompt_for("hello");
+        let second = chat.ask(&gpu, &llama, &tokenizer, "hello", &settings, 1, &cancel, |_| {}).await.unwrap();
+        // The first turn's prompt and most of its answer come from the cache.
+        let first_prompt = tokenizer.encode_text(&m2ugen_pipeline::chat::instruction_prompt("hello world")).unwrap().len();
+        assert!(chat.reused() >= first_prompt && chat.reused() <= held_after_first, "reused {} of {held_after_first} held; the first prompt is {first_prompt}", chat.reused());
+        // A fresh run over the whole second prompt gives the same answer.
+        let fresh = generate(&gpu, &llama, &[Request { prompt: tokenizer.encode_text(&second_prompt).unwrap(), media: Media::default(), seed: 1 }], &settings, &tokenizer, &cancel, |_| {}).await.unwrap();
+        assert_eq!(fresh[0].tokens, second.tokens, "the second answer with the cache and without");
+        assert_eq!(fresh[0].text, second.text);
+    });
+}
+
+#[test]
+fn the_encoders_take_exactly_the_converted_tensors() {
+    use m2ugen_core::config::{parse, MertConfig, VitConfig, VivitConfig};
+    use m2ugen_models::adapter::MediaAdapter;
+    use m2ugen_models::mert::Mert;
+    use m2ugen_models::vision::VisionConfig;
+    use std::collections::BTreeMap;
+    let dir = converted("names", None);
+    let manifest = m2ugen_weights::Manifest::parse(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+    let mert: MertConfig = parse("mert", &manifest.components["mert"]).unwrap();
+    let vit = VisionConfig::vit(&parse::<VitConfig>("vit", &manifest.components["vit"]).unwrap());
+    let vivit = VisionConfig::vivit(&parse::<VivitConfig>("vivit", &manifest.components["vivit"]).unwrap());
+    let dim = 64;
+    let mut expected: BTreeMap<String, Vec<usize>> = Mert::tensors("mert", &mert).into_iter().collect();
+    expected.extend(vit.tensors("vit"));
+    expected.extend(vivit.tensors("vivit"));
+    expected.extend(MediaAdapter::tensors("music_adapter", mert.num_hidden_layers + 1, mert.hidden_size, dim, dim));
+    expected.extend(MediaAdapter::tensors("image_adapter", vit.patches() + 1, vit.hidden, dim, dim));
+    expected.extend(MediaAdapter::tensors("video_adapter", vivit.patches() + 1, vivit.hidden, dim, dim));
+    let stored: BTreeMap<String, Vec<usize>> = manifest.tensors.iter().filter(|t| m2ugen_pipeline::features::is_encoder_tensor(&t.name)).map(|t| (t.name.clone(), t.shape.clone())).collect();
+    for (name, shape) in &expected {
+        assert_eq!(stored.get(name), Some(shape), "{name}");
+    }
+    let unused: Vec<&String> = stored.keys().filter(|n| !expected.contains_key(*n)).collect();
+    assert!(unused.iter().all(|n| n.contains(".pooler.")), "only the poolers (unused by M2UGen) are left: {unused:?}");
 }
