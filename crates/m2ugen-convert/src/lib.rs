@@ -221,7 +221,8 @@ fn published_encoders() -> [(&'static str, &'static str, Vec<usize>, serde_json:
 
 /// Configurations for the encoders inside a checkpoint: given with `--config`, else the
 /// published model's when the copy has its shapes, else an error naming what to give.
-fn checkpoint_encoder_configs(source: &dyn TensorSource, given: &[(String, &Path)], components: &mut BTreeMap<String, serde_json::Value>) -> Result<()> {
+/// Components given with `--hf` are left to it.
+fn checkpoint_encoder_configs(source: &dyn TensorSource, given: &[(String, &Path)], hf: &[(String, &Path)], components: &mut BTreeMap<String, serde_json::Value>) -> Result<()> {
     for (component, probe, shape, published) in published_encoders() {
         if let Some((_, path)) = given.iter().find(|(c, _)| c == component) {
             let config = read_json(path)?;
@@ -231,7 +232,7 @@ fn checkpoint_encoder_configs(source: &dyn TensorSource, given: &[(String, &Path
         }
         let prefix = probe.split('.').next().unwrap_or_default();
         let held = source.keys().iter().any(|n| n.starts_with(prefix));
-        if !held || components.contains_key(component) {
+        if !held || hf.iter().any(|(c, _)| c == component) {
             continue;
         }
         match source.shape(probe) {
@@ -281,7 +282,7 @@ pub fn convert(inputs: &Inputs, out: &Path, options: &Options) -> Result<Manifes
         let source: Box<dyn TensorSource> = if layers.len() == 1 { layers.remove(0) } else { Box::new(llama::Overlay(layers)) };
         llm_vocab = source.shape("llama.tok_embeddings.weight").ok().and_then(|s| s.first().copied());
         if inputs.checkpoint.is_some() {
-            checkpoint_encoder_configs(source.as_ref(), &inputs.configs, &mut components)?;
+            checkpoint_encoder_configs(source.as_ref(), &inputs.configs, &inputs.hf, &mut components)?;
         }
         sources.push((source, Box::new(names::role)));
     }
@@ -344,7 +345,7 @@ mod tests {
             .into(),
         );
         let mut components = BTreeMap::new();
-        checkpoint_encoder_configs(&source, &[], &mut components).unwrap();
+        checkpoint_encoder_configs(&source, &[], &[], &mut components).unwrap();
         let mert: m2ugen_core::config::MertConfig = m2ugen_core::config::parse("mert", &components["mert"]).unwrap();
         assert_eq!((mert.hidden_size, mert.num_hidden_layers, mert.do_stable_layer_norm), (1024, 24, true));
         assert_eq!(components["vit"]["image_size"], 224);
@@ -352,7 +353,12 @@ mod tests {
 
         // Another width, and no --config: the error names what to give.
         let other = Shapes([("vivit_model.embeddings.position_embeddings".to_string(), vec![1, 9, 32])].into());
-        let err = checkpoint_encoder_configs(&other, &[], &mut BTreeMap::new()).unwrap_err().to_string();
+        let err = checkpoint_encoder_configs(&other, &[], &[], &mut BTreeMap::new()).unwrap_err().to_string();
         assert!(err.contains("--config vivit=config.json") && err.contains("[1, 9, 32]"), "{err}");
+        // Unless the same component comes from a Hugging Face directory, which brings its own.
+        let dir = Path::new("vivit-dir");
+        let mut from_hf = BTreeMap::new();
+        checkpoint_encoder_configs(&other, &[], &[("vivit".to_string(), dir)], &mut from_hf).unwrap();
+        assert!(from_hf.is_empty());
     }
 }
