@@ -11,4 +11,4 @@ mkdir -p "$M2UGEN_TOOLS" "$XDG_RUNTIME_DIR" "$XDG_CACHE_HOME" && chmod 700 "$XDG
 # Browser suites: wasm-bindgen-test-runner drives Chromium through chromedriver.
 export CHROMEDRIVER=${CHROMEDRIVER:-/usr/bin/chromedriver}
 export WASM_BINDGEN_TEST_WEBDRIVER_JSON=${WASM_BINDGEN_TEST_WEBDRIVER_JSON:-$PWD/webdriver.json}
-export WASM_BINDGEN_TEST_TIMEOUT=${WASM_BINDGEN_TEST_TIMEOUT:-600}
+export WASM_BINDGEN_TEST_TIMEOUT=${WASM_BINDGEN_TEST_TIMEOUT:-900}

@@ -74,10 +74,12 @@ pub fn feature_tol(elem: Elem) -> Tol {
 }
 
 /// The fixture's media inputs through our encoders and adapters give `out.audio_feats`,
-/// `out.image_feats` and `out.video_feats`, row by row.
-pub async fn check_features(gpu: &Gpu, elem: Elem, encoders: &Encoders, io: &InMemory) -> Result<()> {
+/// `out.image_feats` and `out.video_feats`, for the first `rows` rows (of 2). The fixture's
+/// tiny MERT strides 20 samples, not 320: a second of audio is 1198 frames, some 13 s on
+/// SwiftShader, so the browser checks one row.
+pub async fn check_features(gpu: &Gpu, elem: Elem, encoders: &Encoders, io: &InMemory, rows: usize) -> Result<()> {
     let tol = feature_tol(elem);
-    for row in 0..2 {
+    for row in 0..rows.min(2) {
         let (samples, _) = io.f32(&format!("in.audio_24k.{row}"))?;
         let ours = gpu.read(&encoders.music(gpu, &samples)?).await?;
         close(&format!("out.audio_feats[{row}]"), &ours, &feature_row(io, "out.audio_feats", row)?, tol)?;
