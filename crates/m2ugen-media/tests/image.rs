@@ -245,3 +245,44 @@ fn file_over_the_size_limit() {
         format!("is {} bytes; the limit is 100 bytes", bytes.len())
     );
 }
+
+/// A real PNG through decoding and ViT's preprocessing: an 8x8 checkerboard of 2-pixel squares
+/// (grey levels 51 and 204) halved to 4x4. Each output pixel is worked out here by hand: the
+/// widened triangle filter weights a 4x4 neighbourhood 1/8, 3/8, 3/8, 1/8 per axis (clipped and
+/// renormalised at the edges), the result rounded to a byte as the 8-bit resize does, then
+/// `x / 255 * 2 - 1`.
+#[test]
+fn a_checkerboard_png_resized_for_vit_gives_the_values_worked_out_by_hand() {
+    let level = |x: usize, y: usize| if (x / 2 + y / 2) % 2 == 0 { 51u8 } else { 204u8 };
+    let mut pixels = Vec::new();
+    for y in 0..8 {
+        for x in 0..8 {
+            pixels.extend([level(x, y); 3]);
+        }
+    }
+    let small = Limits { min_side: 1, ..Limits::default() };
+    let image = decode_image("board.png", &png(8, 8, ExtendedColorType::Rgb8, &pixels, None), &small).unwrap();
+    let vit = m2ugen_core::media::vit_pixels(&image, 4);
+    assert_eq!((vit.channels, vit.height, vit.width), (3, 4, 4));
+    // Output i covers inputs 2i-1 .. 2i+2 with weights 1, 3, 3, 1 (those past the edge dropped).
+    let taps = |i: usize| -> Vec<(usize, f64)> {
+        [(-1i64, 1.0), (0, 3.0), (1, 3.0), (2, 1.0)].iter().filter_map(|&(d, w)| usize::try_from(2 * i as i64 + d).ok().filter(|&j| j < 8).map(|j| (j, w))).collect()
+    };
+    for oy in 0..4 {
+        for ox in 0..4 {
+            let (ty, tx) = (taps(oy), taps(ox));
+            let (wy, wx): (f64, f64) = (ty.iter().map(|t| t.1).sum(), tx.iter().map(|t| t.1).sum());
+            let mut v = 0.0;
+            for &(y, a) in &ty {
+                for &(x, b) in &tx {
+                    v += a / wy * b / wx * level(x, y) as f64;
+                }
+            }
+            let expected = (v.round() / 255.0 * 2.0 - 1.0) as f32;
+            for c in 0..3 {
+                let got = vit.values[(c * 4 + oy) * 4 + ox];
+                assert!((got - expected).abs() < 1e-6, "pixel ({ox}, {oy}) channel {c}: {got} vs {expected}");
+            }
+        }
+    }
+}
