@@ -123,7 +123,7 @@ mod browser {
     use gloo_timers::callback::Timeout;
     use m2ugen_core::media::Planar;
     use m2ugen_media::audio::{Audio, to_music};
-    use m2ugen_media::{Limits, MediaError};
+    use m2ugen_media::{check_dimensions, check_file_size, format_seconds, Limits, MediaError};
     use wasm_bindgen::{JsCast, JsValue};
     use wasm_bindgen_futures::JsFuture;
 
@@ -480,59 +480,4 @@ mod browser {
         Ok(())
     }
 
-    // The checks below word their errors as m2ugen-media's own (private there) do, so that the
-    // page and the CLI say the same thing about the same file.
-
-    /// "is empty" and "is N MiB; the limit is M MiB".
-    fn check_file_size(file: &str, len: u64, limits: &Limits) -> Result<(), MediaError> {
-        if len == 0 {
-            return Err(MediaError::new(file, "is empty"));
-        }
-        if len > limits.max_file_bytes {
-            return Err(MediaError::new(file, format!("is {}; the limit is {}", human_bytes(len), human_bytes(limits.max_file_bytes))));
-        }
-        Ok(())
-    }
-
-    /// A frame's size against the limits, in the order a user fixes them: too small, a side too
-    /// long, too many pixels.
-    fn check_dimensions(file: &str, width: u32, height: u32, limits: &Limits) -> Result<(), MediaError> {
-        let size = format!("{width}x{height} pixels");
-        if width.min(height) < limits.min_side {
-            return Err(MediaError::new(file, format!("is {size}; images must be at least {} pixels on each side", limits.min_side)));
-        }
-        if width.max(height) > limits.max_side {
-            return Err(MediaError::new(file, format!("is {size}; the limit is {} on a side (scale it down first)", limits.max_side)));
-        }
-        let pixels = u64::from(width) * u64::from(height);
-        if pixels > limits.max_pixels {
-            return Err(MediaError::new(
-                file,
-                format!("is {size} ({}); the limit is {} (scale it down first)", pixel_count(pixels), pixel_count(limits.max_pixels)),
-            ));
-        }
-        Ok(())
-    }
-
-    /// "12 megapixels", or "400 pixels" below a megapixel.
-    fn pixel_count(pixels: u64) -> String {
-        if pixels >= 1_000_000 { format!("{} megapixels", short_number(pixels as f64 / 1e6)) } else { format!("{pixels} pixels") }
-    }
-
-    /// "312 bytes", "2.5 MiB", "1024 MiB".
-    fn human_bytes(bytes: u64) -> String {
-        if bytes < 1 << 20 { format!("{bytes} bytes") } else { format!("{} MiB", short_number(bytes as f64 / (1024.0 * 1024.0))) }
-    }
-
-    /// At most one decimal, without a trailing ".0".
-    fn short_number(value: f64) -> String {
-        let text = format!("{value:.1}");
-        text.strip_suffix(".0").map_or(text.clone(), str::to_string)
-    }
-
-    /// Seconds with up to 3 decimals (1 from 100 s on), trailing zeros dropped: "2", "1.5".
-    fn format_seconds(value: f64) -> String {
-        let text = if value.abs() < 100.0 { format!("{value:.3}") } else { format!("{value:.1}") };
-        text.trim_end_matches('0').trim_end_matches('.').to_string()
-    }
 }

@@ -151,7 +151,7 @@ pub fn decode_audio(file: &str, bytes: &[u8], limits: &Limits) -> Result<Audio, 
                     "changes from {} channels at {sample_rate} Hz to {count} at {} Hz after {} s",
                     channels.len(),
                     spec.rate,
-                    seconds(channels[0].len() as f64 / f64::from(sample_rate))
+                    format_seconds(channels[0].len() as f64 / f64::from(sample_rate))
                 ),
             ));
         }
@@ -185,8 +185,8 @@ pub fn decode_audio(file: &str, bytes: &[u8], limits: &Limits) -> Result<Audio, 
             file,
             format!(
                 "is corrupt or truncated: its header promises {} s of audio, only {} s could be decoded",
-                seconds(promised as f64 / rate),
-                seconds(frames as f64 / rate)
+                format_seconds(promised as f64 / rate),
+                format_seconds(frames as f64 / rate)
             ),
         ));
     }
@@ -301,7 +301,7 @@ fn corrupt(file: &str, error: &SymphoniaError) -> MediaError {
 fn corrupt_at(file: &str, error: &SymphoniaError, channels: &[Vec<f32>], rate: u32) -> MediaError {
     let mut e = corrupt(file, error);
     if let Some(decoded) = channels.first().filter(|_| rate > 0) {
-        e.problem.push_str(&format!(" (after {} s)", seconds(decoded.len() as f64 / f64::from(rate))));
+        e.problem.push_str(&format!(" (after {} s)", format_seconds(decoded.len() as f64 / f64::from(rate))));
     }
     e
 }
@@ -322,9 +322,9 @@ fn check_duration(file: &str, length: f64, limits: &Limits, whole: bool) -> Resu
     if length <= limits.max_audio_seconds {
         return Ok(());
     }
-    let limit = seconds(limits.max_audio_seconds);
+    let limit = format_seconds(limits.max_audio_seconds);
     let problem = if whole {
-        format!("is {} s long; the limit is {limit} s", seconds(length))
+        format!("is {} s long; the limit is {limit} s", format_seconds(length))
     } else {
         format!("is longer than {limit} s, the limit")
     };
@@ -333,7 +333,7 @@ fn check_duration(file: &str, length: f64, limits: &Limits, whole: bool) -> Resu
 
 /// Seconds with up to 3 decimals (1 from 100 s on), trailing zeros dropped: "2", "1.5",
 /// "0.025", "7200.5".
-fn seconds(value: f64) -> String {
+pub fn format_seconds(value: f64) -> String {
     let text = if value.abs() < 100.0 { format!("{value:.3}") } else { format!("{value:.1}") };
     let text = text.trim_end_matches('0').trim_end_matches('.');
     text.to_string()
@@ -346,11 +346,11 @@ mod tests {
 
     #[test]
     fn durations_read_naturally() {
-        assert_eq!(seconds(2.0), "2");
-        assert_eq!(seconds(1.5), "1.5");
-        assert_eq!(seconds(0.025), "0.025");
-        assert_eq!(seconds(3600.0), "3600");
-        assert_eq!(seconds(67_108.864), "67108.9");
+        assert_eq!(format_seconds(2.0), "2");
+        assert_eq!(format_seconds(1.5), "1.5");
+        assert_eq!(format_seconds(0.025), "0.025");
+        assert_eq!(format_seconds(3600.0), "3600");
+        assert_eq!(format_seconds(67_108.864), "67108.9");
     }
 
     #[test]

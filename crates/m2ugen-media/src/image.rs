@@ -61,7 +61,7 @@ pub fn decode_image_bytes(file: &str, bytes: &[u8], limits: &Limits) -> Result<P
 
 /// A frame's size against the limits, in the order a user fixes them: too small, a side too
 /// long, too many pixels.
-pub(crate) fn check_dimensions(file: &str, width: u32, height: u32, limits: &Limits) -> Result<(), MediaError> {
+pub fn check_dimensions(file: &str, width: u32, height: u32, limits: &Limits) -> Result<(), MediaError> {
     let size = format!("{width}x{height} pixels");
     if width.min(height) < limits.min_side {
         return Err(MediaError::new(

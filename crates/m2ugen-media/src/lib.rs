@@ -13,6 +13,9 @@ pub mod image;
 pub mod resample;
 pub mod video;
 
+pub use audio::format_seconds;
+pub use image::check_dimensions;
+
 pub use m2ugen_core::media::Planar;
 
 /// A media file that could not be used: which file, and what is wrong with it, in one line
@@ -82,8 +85,9 @@ fn short_number(value: f64) -> String {
     }
 }
 
-/// "is empty" and "is N MiB; the limit is M MiB", checked before anything is decoded.
-fn check_file_size(file: &str, len: u64, limits: &Limits) -> Result<(), MediaError> {
+/// "is empty" and "is N MiB; the limit is M MiB", checked before anything is decoded (the CLI and
+/// the page say the same of the same file).
+pub fn check_file_size(file: &str, len: u64, limits: &Limits) -> Result<(), MediaError> {
     if len == 0 {
         return Err(MediaError::new(file, "is empty"));
     }
