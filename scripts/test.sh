@@ -20,6 +20,10 @@ rm -rf "$served"
 cargo run --locked -q -p m2ugen-cli -- convert --checkpoint "$fixture/checkpoint.pth" --params "$params" --tokenizer tests/data/tokenizer/tokenizer.model --dtype f32 --shard-mib 1 --model fixture --out "$served" \
   --config mert="$fixture/mert/config.json" --config vit="$fixture/vit/config.json" --config vivit="$fixture/vivit/config.json"
 cp "$fixture/io.safetensors" "$served/"
+# The MusicGen fixture beside it, for the browser music suite.
+musicgen=${M2UGEN_MUSICGEN_FIXTURE:-tests/data/musicgen}
+cargo run --locked -q -p m2ugen-cli -- convert --hf musicgen="$musicgen/musicgen" --dtype f32 --shard-mib 1 --model musicgen-fixture --out "$served/musicgen"
+cp "$musicgen/io.safetensors" "$served/musicgen/"
 port=${M2UGEN_FIXTURE_PORT:-18737}
 "$CARGO_TARGET_DIR/debug/m2ugen" serve "$served" --addr "127.0.0.1:$port" --test-faults >"$served.url" &
 server=$!

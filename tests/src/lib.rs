@@ -10,6 +10,8 @@
 
 pub use anyhow::{ensure, Result};
 
+pub mod encodec;
+pub mod music;
 pub mod parity;
 use m2ugen_gpu::registry::Elem;
 use m2ugen_gpu::{F16Mode, Gpu, GpuOptions};
@@ -137,4 +139,31 @@ macro_rules! gpu_test {
             }
         }
     };
+}
+
+/// The MusicGen fixture directory (`musicgen/` and `io.safetensors`): `M2UGEN_MUSICGEN_FIXTURE`,
+/// or the repository's copy.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn musicgen_fixture() -> std::path::PathBuf {
+    std::env::var_os("M2UGEN_MUSICGEN_FIXTURE").map(std::path::PathBuf::from).unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/musicgen"))
+}
+
+/// The MusicGen fixture's `io.safetensors`.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn musicgen_io() -> m2ugen_weights::safetensors::InMemory {
+    let path = musicgen_fixture().join("io.safetensors");
+    m2ugen_weights::safetensors::InMemory::parse("io.safetensors", std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
+}
+
+/// Converts the MusicGen fixture's model (`--hf musicgen=…`, floats as `float`) into a fresh
+/// directory named by `tag`, through the real converter.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn convert_musicgen(tag: &str, float: m2ugen_weights::StoredType) -> std::path::PathBuf {
+    let model = musicgen_fixture().join("musicgen");
+    let out = std::env::temp_dir().join(format!("m2ugen-musicgen-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let inputs = m2ugen_convert::Inputs { checkpoint: None, params: None, llama: None, tokenizer: None, hf: vec![("musicgen".into(), model.as_path())], configs: vec![] };
+    let options = m2ugen_convert::Options { float, quant: None, shard_bytes: 256 << 10, model: "musicgen-fixture".into(), kind: None };
+    m2ugen_convert::convert(&inputs, &out, &options).unwrap();
+    out
 }

@@ -117,7 +117,9 @@ pub fn max_diff(ours: &[f32], reference: &[f32]) -> (f32, usize) {
     ours.iter().zip(reference).enumerate().fold((0.0, 0), |(m, at), (i, (a, b))| if (a - b).abs() > m { ((a - b).abs(), i) } else { (m, at) })
 }
 
-fn close(what: &str, ours: &[f32], reference: &[f32], tol: Tol) -> Result<()> {
+/// Compares `ours` with `reference` within `tol`, printing the largest difference when
+/// `M2UGEN_PARITY_REPORT` is set.
+pub fn close(what: &str, ours: &[f32], reference: &[f32], tol: Tol) -> Result<()> {
     ensure!(ours.len() == reference.len(), "{what}: {} values, reference has {}", ours.len(), reference.len());
     let (d, at) = max_diff(ours, reference);
     if std::env::var_os("M2UGEN_PARITY_REPORT").is_some() {

@@ -235,7 +235,7 @@ fn unusable_input_is_named_in_one_line() {
 fn musicgen_dir() -> PathBuf {
     let dir = std::env::var_os("M2UGEN_MUSICGEN_FIXTURE")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data"));
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/musicgen"));
     if dir.join("musicgen/model.safetensors").is_file() { dir.join("musicgen") } else { dir }
 }
 

@@ -199,7 +199,8 @@ pub struct Inputs<'a> {
     /// LLaMA's `tokenizer.model` (SentencePiece) or `tokenizer.json`; `[AUD0]`..`[AUD7]` are added.
     pub tokenizer: Option<&'a Path>,
     /// Hugging Face model directories (`config.json` + `model.safetensors`), each stored under
-    /// its component name (e.g. `musicgen`).
+    /// its component name (e.g. `musicgen`). A `musicgen` directory's `tokenizer.json` (T5's),
+    /// when there, is written as the manifest's `text_tokenizer`.
     pub hf: Vec<(String, &'a Path)>,
     /// Configurations (`config.json`) of components whose weights come inside `checkpoint`
     /// (`mert`, `vit`, `vivit`); without one, the published model's is written when the
@@ -246,6 +247,17 @@ fn checkpoint_encoder_configs(source: &dyn TensorSource, given: &[(String, &Path
         }
     }
     Ok(())
+}
+
+/// A Hugging Face `tokenizer.json` (T5's, beside a MusicGen), checked to be one: JSON with a
+/// `model`.
+fn read_text_tokenizer(path: &Path) -> Result<Vec<u8>> {
+    let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    let value: serde_json::Value = serde_json::from_slice(&bytes).with_context(|| format!("{}: not valid JSON", path.display()))?;
+    if !value.get("model").is_some_and(serde_json::Value::is_object) {
+        bail!("{}: not a Hugging Face tokenizer.json (no 'model')", path.display());
+    }
+    Ok(bytes)
 }
 
 pub(crate) fn read_json(path: &Path) -> Result<serde_json::Value> {
@@ -302,9 +314,17 @@ pub fn convert(inputs: &Inputs, out: &Path, options: &Options) -> Result<Manifes
         let component = component.clone();
         sources.push((Box::new(Safetensors::open(&dir.join("model.safetensors"))?), Box::new(move |n: &str| names::hf_role(&component, n))));
     }
+    // MusicGen's text encoder tokenizer (T5's), from the same directory when it is there.
+    let text_tokenizer = match inputs.hf.iter().find(|(c, _)| c == "musicgen") {
+        Some((_, dir)) if dir.join("tokenizer.json").is_file() => Some(read_text_tokenizer(&dir.join("tokenizer.json"))?),
+        _ => None,
+    };
     let mut writer = writer::ShardWriter::new(out, options.shard_bytes)?;
     for (source, name_of) in &sources {
         convert_source(source.as_ref(), name_of.as_ref(), &mut writer, options)?;
+    }
+    if let Some(json) = text_tokenizer {
+        writer.text_tokenizer(&json)?;
     }
     if let Some(path) = inputs.tokenizer {
         writer.tokenizer(&tokenizer::convert_tokenizer(path, llm_vocab)?)?;

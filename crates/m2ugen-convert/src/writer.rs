@@ -29,6 +29,7 @@ pub struct ShardWriter {
     shards: Vec<FileEntry>,
     tensors: Vec<TensorEntry>,
     tokenizer: Option<FileEntry>,
+    text_tokenizer: Option<FileEntry>,
 }
 
 impl ShardWriter {
@@ -38,7 +39,7 @@ impl ShardWriter {
             anyhow::bail!("a shard must hold at least 16 bytes, not {shard_bytes}");
         }
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        Ok(ShardWriter { dir: dir.to_path_buf(), shard_bytes, current: Vec::new(), shards: Vec::new(), tensors: Vec::new(), tokenizer: None })
+        Ok(ShardWriter { dir: dir.to_path_buf(), shard_bytes, current: Vec::new(), shards: Vec::new(), tensors: Vec::new(), tokenizer: None, text_tokenizer: None })
     }
 
     /// Adds one tensor's bytes, 16-byte aligned within its shard.
@@ -91,6 +92,14 @@ impl ShardWriter {
         Ok(())
     }
 
+    /// Writes the music decoder's text-encoder tokenizer (T5's `tokenizer.json`) beside the
+    /// shards, as `text-tokenizer.json`.
+    pub fn text_tokenizer(&mut self, json: &[u8]) -> Result<()> {
+        write_atomic(&self.dir.join("text-tokenizer.json"), json)?;
+        self.text_tokenizer = Some(FileEntry { file: "text-tokenizer.json".into(), bytes: json.len() as u64, sha256: sha256(json) });
+        Ok(())
+    }
+
     /// Writes the last shard and the manifest, checked by the same code that will read it.
     pub fn finish(mut self, model: &str, version: &str, kind: Option<m2ugen_core::config::ModelKind>, components: BTreeMap<String, serde_json::Value>) -> Result<Manifest> {
         if !self.current.is_empty() || self.shards.is_empty() {
@@ -107,6 +116,7 @@ impl ShardWriter {
             kind,
             components,
             tokenizer: self.tokenizer,
+            text_tokenizer: self.text_tokenizer,
             shards: self.shards,
             tensors: self.tensors,
         };

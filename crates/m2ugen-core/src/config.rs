@@ -596,6 +596,78 @@ pub struct MusicgenConfig {
     pub audio_encoder: EncodecConfig,
 }
 
+impl T5Config {
+    /// T5-base, MusicGen's text encoder: width 768, 12 layers of 12 heads, ReLU FFN 3072.
+    pub fn t5_base() -> Self {
+        T5Config { d_model: 768, d_kv: 64, d_ff: 3072, num_layers: 12, num_heads: 12, relative_attention_num_buckets: 32, relative_attention_max_distance: 128, layer_norm_epsilon: 1e-6, feed_forward_proj: "relu".into(), vocab_size: 32128 }
+    }
+
+    /// The MusicGen fixture's: width 24, 2 layers of 2 heads of 8, FFN 32, 100 tokens.
+    pub fn tiny() -> Self {
+        T5Config { d_model: 24, d_kv: 8, d_ff: 32, num_layers: 2, num_heads: 2, vocab_size: 100, ..T5Config::t5_base() }
+    }
+}
+
+impl EncodecConfig {
+    /// EnCodec 32 kHz (`facebook/encodec_32khz`, MusicGen's): 64 filters, upsampling 8, 5, 4, 4
+    /// (hop 640, 50 frames a second), latent 128, 2-layer LSTM, 4 codebooks of 2048 used.
+    pub fn encodec_32khz() -> Self {
+        EncodecConfig {
+            audio_channels: 1,
+            num_filters: 64,
+            kernel_size: 7,
+            last_kernel_size: 7,
+            residual_kernel_size: 3,
+            dilation_growth_rate: 2,
+            upsampling_ratios: vec![8, 5, 4, 4],
+            hidden_size: 128,
+            num_lstm_layers: 2,
+            num_residual_layers: 1,
+            compress: 2,
+            use_causal_conv: false,
+            pad_mode: "reflect".into(),
+            codebook_size: 2048,
+            codebook_dim: Some(128),
+            sampling_rate: 32000,
+            trim_right_ratio: 1.0,
+            use_conv_shortcut: false,
+        }
+    }
+
+    /// The MusicGen fixture's: 4 filters, latent 16, 64 entries, conv shortcuts.
+    pub fn tiny() -> Self {
+        EncodecConfig { num_filters: 4, hidden_size: 16, codebook_size: 64, codebook_dim: Some(16), use_conv_shortcut: true, ..EncodecConfig::encodec_32khz() }
+    }
+}
+
+impl MusicgenConfig {
+    /// MusicGen small (`facebook/musicgen-small`): decoder width 1024, 24 layers of 16 heads.
+    pub fn musicgen_small() -> Self {
+        MusicgenConfig {
+            text_encoder: T5Config::t5_base(),
+            decoder: MusicgenDecoderConfig { vocab_size: 2048, hidden_size: 1024, num_hidden_layers: 24, num_attention_heads: 16, ffn_dim: 4096, activation_function: Activation::Gelu, num_codebooks: 4, max_position_embeddings: 2048, pad_token_id: 2048, scale_embedding: false, audio_channels: 1 },
+            audio_encoder: EncodecConfig::encodec_32khz(),
+        }
+    }
+
+    /// MusicGen medium (`facebook/musicgen-medium`): decoder width 1536, 48 layers of 24 heads.
+    pub fn musicgen_medium() -> Self {
+        let mut c = MusicgenConfig::musicgen_small();
+        c.decoder = MusicgenDecoderConfig { hidden_size: 1536, num_hidden_layers: 48, num_attention_heads: 24, ffn_dim: 6144, ..c.decoder };
+        c
+    }
+
+    /// The MusicGen fixture's geometry: T5 width 24, decoder width 32 (2 layers, 2 heads), 4
+    /// codebooks of 64.
+    pub fn tiny() -> Self {
+        MusicgenConfig {
+            text_encoder: T5Config::tiny(),
+            decoder: MusicgenDecoderConfig { vocab_size: 64, hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 2, ffn_dim: 64, max_position_embeddings: 512, pad_token_id: 64, ..MusicgenConfig::musicgen_small().decoder },
+            audio_encoder: EncodecConfig::tiny(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -635,6 +707,16 @@ mod tests {
         let p: LlamaParams = parse("llama", &serde_json::json!({"dim": 64, "n_layers": 2, "n_heads": 3, "vocab_size": -1})).unwrap();
         let e = LlamaConfig::from_params(&p, 10, 96, vec![], 16).unwrap_err();
         assert_eq!(e.to_string(), "config: llama.n_heads: 3 heads do not divide dim 64");
+    }
+
+    #[test]
+    fn musicgen_geometries_match_the_published_files() {
+        // The fixture's config.json parses to tiny().
+        let fixture: MusicgenConfig = serde_json::from_str(include_str!("../../../tests/data/musicgen/musicgen/config.json")).unwrap();
+        assert_eq!(fixture, MusicgenConfig::tiny());
+        let small = MusicgenConfig::musicgen_small();
+        assert_eq!((small.decoder.hidden_size, small.text_encoder.d_model, small.audio_encoder.upsampling_ratios.iter().product::<usize>()), (1024, 768, 640));
+        assert_eq!(MusicgenConfig::musicgen_medium().decoder.num_hidden_layers, 48);
     }
 
     #[test]

@@ -368,3 +368,45 @@ mod tests {
         );
     }
 }
+
+/// A WAV file of `samples` (interleaved when `channels` > 1) at `rate` Hz, as 16-bit PCM (what
+/// every player opens): values clamped to [-1, 1] and scaled by 32767, rounded. Written with
+/// `hound`.
+pub fn wav_bytes(samples: &[f32], rate: u32, channels: u16) -> Result<Vec<u8>, MediaError> {
+    let spec = hound::WavSpec { channels, sample_rate: rate, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
+    let mut out = std::io::Cursor::new(Vec::with_capacity(44 + 2 * samples.len()));
+    let fail = |e: hound::Error| MediaError::new("output.wav", format!("cannot write WAV: {e}"));
+    let mut writer = hound::WavWriter::new(&mut out, spec).map_err(fail)?;
+    for &s in samples {
+        writer.write_sample((s.clamp(-1.0, 1.0) * 32767.0).round() as i16).map_err(fail)?;
+    }
+    writer.finalize().map_err(fail)?;
+    Ok(out.into_inner())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod wav_tests {
+    use super::*;
+
+    #[test]
+    fn wav_has_a_pcm_header_and_rounded_clamped_samples() {
+        let bytes = wav_bytes(&[0.0, 0.5, -0.5, 1.0, -2.0, 0.25], 32000, 1).unwrap();
+        // RIFF header by the format's definition: 44 bytes, PCM (1), mono, 32 kHz, 16 bits.
+        assert_eq!(&bytes[0..4], b"RIFF");
+        assert_eq!(u32::from_le_bytes(bytes[4..8].try_into().unwrap()) as usize, bytes.len() - 8);
+        assert_eq!(&bytes[8..16], b"WAVEfmt ");
+        assert_eq!(u16::from_le_bytes([bytes[20], bytes[21]]), 1);
+        assert_eq!(u16::from_le_bytes([bytes[22], bytes[23]]), 1);
+        assert_eq!(u32::from_le_bytes(bytes[24..28].try_into().unwrap()), 32000);
+        assert_eq!(u16::from_le_bytes([bytes[34], bytes[35]]), 16);
+        assert_eq!(&bytes[36..40], b"data");
+        assert_eq!(u32::from_le_bytes(bytes[40..44].try_into().unwrap()), 12);
+        let samples: Vec<i16> = bytes[44..].chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect();
+        // 0.5 * 32767 = 16383.5 rounds away from zero; beyond [-1, 1] clamps.
+        assert_eq!(samples, [0, 16384, -16384, 32767, -32767, 8192]);
+        // And our own decoder reads it back.
+        let audio = decode_audio("out.wav", &bytes, &Limits::default()).unwrap();
+        assert_eq!((audio.sample_rate, audio.channels.len(), audio.frames()), (32000, 1, 6));
+    }
+}

@@ -13,7 +13,7 @@ pub mod image;
 pub mod resample;
 pub mod video;
 
-pub use audio::format_seconds;
+pub use audio::{format_seconds, wav_bytes};
 pub use image::check_dimensions;
 
 pub use m2ugen_core::media::Planar;

@@ -11,15 +11,21 @@
 //! - [`vision`]: ViT (images) and ViViT (video), one transformer behind two embeddings.
 //! - [`adapter`]: the adapter from an encoder to the LLM's width, one per medium.
 //!
-//! T5, MusicGen and EnCodec arrive with the issue that checks them against the reference.
+//! - [`t5`]: T5's encoder (MusicGen's text conditioning).
+//! - [`musicgen`]: MusicGen's decoder (codebook tokens over a KV cache, cross-attention to the
+//!   conditioning), its delay pattern and classifier-free guidance.
+//! - [`encodec`]: EnCodec's decoder (codes to a 32 kHz waveform), whole or in chunks.
 #![deny(missing_docs)]
 
 pub mod adapter;
+pub mod encodec;
 pub mod layers;
 pub mod llama;
 pub mod mert;
+pub mod musicgen;
 pub mod projector;
 pub mod store;
+pub mod t5;
 pub mod vision;
 
 pub use llama::{KvCache, Llama, Media};

@@ -10,7 +10,7 @@
 
 use crate::generate::{generate_in, Cancel, Detokenize, GenerateError, Output, Settings};
 use crate::tokenizer::TextTokenizer;
-use m2ugen_gpu::{Gpu, Recorder};
+use m2ugen_gpu::{Gpu, GpuTensor, Recorder};
 use m2ugen_models::llama::{KvCache, Media};
 use m2ugen_models::Llama;
 
@@ -85,6 +85,30 @@ impl Conversation {
         self.text = text + &answer.text;
         self.reused = common;
         Ok(answer)
+    }
+
+    /// The LLM's states for M2UGen's output projector after the last answer: the answer is
+    /// followed by `[AUD0]`..`[AUD7]` (`aud`), and the hidden states (before the final norm) at
+    /// the 8 positions whose next token is `[AUDi]` are returned `(8, dim)`, with those tokens'
+    /// embeddings `(8, dim)`. The cache is left as it was (the `[AUD]` tokens are not kept).
+    pub fn aud_states(&mut self, gpu: &Gpu, llama: &Llama, aud: &[u32]) -> Result<(GpuTensor, GpuTensor), GenerateError> {
+        let Some(&last) = self.held.last() else {
+            return Err(GenerateError::Request("ask something first: the [AUD] states follow an answer".into()));
+        };
+        if aud.is_empty() || self.held.len() + aud.len() >= self.cache.max_seq {
+            return Err(GenerateError::Request(format!("the conversation has no room for {} [AUD] tokens (it holds {} of {})", aud.len(), self.held.len(), self.cache.max_seq)));
+        }
+        let keep = self.held.len() - 1;
+        self.cache.lens[0] = keep;
+        let mut tokens = vec![last];
+        tokens.extend_from_slice(&aud[..aud.len() - 1]);
+        let mut rec = Recorder::new(gpu);
+        let hidden = llama.prefill(&mut rec, &mut self.cache, 0, &tokens)?;
+        let embeddings = llama.embed(&mut rec, aud)?;
+        rec.submit()?;
+        self.cache.lens[0] = keep;
+        self.held.truncate(keep);
+        Ok((hidden, embeddings))
     }
 
     /// Prompt tokens the last turn reused from the cache.

@@ -8,6 +8,8 @@
 //!   values.
 //! - [`features`]: media to the LLM's one-token features (MERT, ViT, ViViT and their
 //!   adapters, music in windows).
+//! - [`music`]: MusicGen's codes frame by frame (guidance, sampling, continuation, long tracks
+//!   in windows).
 //! - [`quality`]: a quantized model against its float original (logit error, top-1 agreement).
 //! - [`load`]: streaming a converted model into the models (the loader drives, the store
 //!   uploads), and building them from the manifest's typed configurations.
@@ -18,6 +20,7 @@ pub mod chat;
 pub mod features;
 pub mod generate;
 pub mod load;
+pub mod music;
 pub mod quality;
 pub mod sampling;
 pub mod tokenizer;
@@ -40,6 +43,31 @@ pub enum Error {
     /// There is nothing to sample from.
     #[error("sampling: the logits are empty")]
     NoLogits,
+    /// A music setting is out of its range.
+    #[error("music: {setting} = {value} is out of range ({range})")]
+    MusicSetting {
+        /// The setting.
+        setting: &'static str,
+        /// Its value, as given.
+        value: String,
+        /// The allowed range.
+        range: &'static str,
+    },
+    /// Music generation failed (the model, the GPU, or a request the model cannot take).
+    #[error("music: {0}")]
+    Music(String),
+}
+
+impl From<m2ugen_models::Error> for Error {
+    fn from(e: m2ugen_models::Error) -> Self {
+        Error::Music(e.to_string())
+    }
+}
+
+impl From<m2ugen_gpu::Error> for Error {
+    fn from(e: m2ugen_gpu::Error) -> Self {
+        Error::Music(e.to_string())
+    }
 }
 
 /// Result with the pipeline [`Error`].

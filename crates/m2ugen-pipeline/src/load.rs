@@ -95,3 +95,24 @@ pub async fn load_understanding<F: Fetcher>(gpu: &Gpu, dtype: DType, fetcher: &F
     let encoders = crate::features::Encoders::build(gpu, &manifest, &mut store, llama.config.dim)?;
     Ok(Understanding { manifest, llama, encoders, tokenizer })
 }
+
+/// The `musicgen` component's configuration, typed.
+pub fn musicgen_config(manifest: &Manifest) -> Result<m2ugen_core::config::MusicgenConfig, LoadError> {
+    let value = manifest.components.get("musicgen").ok_or_else(|| m2ugen_core::Error::Config { field: "musicgen".into(), problem: format!("the model '{}' has no music decoder (no 'musicgen' component): convert it with --hf musicgen=DIR", manifest.model) })?;
+    Ok(parse("musicgen", value)?)
+}
+
+/// Loads MusicGen (T5 and its tokenizer, the decoder, EnCodec) of the model at `fetcher`, the
+/// decoder's positions sized for `max_steps` steps. `on_event` receives progress.
+pub async fn load_music<F: Fetcher>(gpu: &Gpu, dtype: DType, fetcher: &F, manifest: &Manifest, max_steps: usize, options: &LoadOptions<'_>, on_event: impl FnMut(Event)) -> Result<crate::music::MusicModel, LoadError> {
+    let config = musicgen_config(manifest)?;
+    let tokenizer = match &manifest.text_tokenizer {
+        Some(entry) => {
+            let bytes = m2ugen_weights::loader::load_file(fetcher, entry, options.cache).await?;
+            Some(crate::tokenizer::TextTokenizer::from_bytes(&bytes).map_err(|e| m2ugen_core::Error::Config { field: "text_tokenizer".into(), problem: e.to_string() })?)
+        }
+        None => None,
+    };
+    let mut store = load_store(gpu, dtype, fetcher, manifest, |n| n.starts_with("musicgen."), options, on_event).await?;
+    Ok(crate::music::MusicModel::build(gpu, &mut store, config, tokenizer, max_steps)?)
+}

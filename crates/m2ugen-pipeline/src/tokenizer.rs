@@ -1,6 +1,6 @@
 //! Text to tokens and back with LLaMA's tokenizer (`tokenizer.json` as the converter writes it,
 //! with `[AUD0]`..`[AUD7]` for M2UGen, without them for MU-LLaMA), in the browser and natively
-//! alike.
+//! alike; and T5's, MusicGen's text encoder's (the manifest's `text_tokenizer`).
 
 use crate::generate::Detokenize;
 
@@ -61,5 +61,22 @@ impl Detokenize for TextTokenizer {
     /// The text of `tokens`, special tokens (`<s>`, `[AUDi]`) left out.
     fn decode(&self, tokens: &[u32]) -> String {
         self.inner.decode(tokens, true).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn t5s_tokenizer_loads_too_and_appends_its_end_token() {
+        // tests/data/t5-tokenizer: <pad> </s> <unk> = 0 1 2, "▁" 3, letters a..z 4..29, whole
+        // words 30..39 (jazz piano calm music rock guitar with a drums upbeat).
+        let t = TextTokenizer::from_bytes(include_bytes!("../../../tests/data/t5-tokenizer/tokenizer.json")).unwrap();
+        assert_eq!(t.encode("jazz piano").unwrap(), [30, 31, 1]);
+        assert_eq!(t.encode("a calm jazz").unwrap(), [37, 32, 30, 1]);
+        // An unknown word is spelled: "▁" b o p.
+        assert_eq!(t.encode("bop").unwrap(), [3, 5, 18, 19, 1]);
+        assert!(t.aud_tokens().is_err(), "T5's tokenizer has no [AUD] tokens");
     }
 }

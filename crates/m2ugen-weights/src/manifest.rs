@@ -122,6 +122,9 @@ pub struct Manifest {
     /// The tokenizer file, if the model has one.
     #[serde(default)]
     pub tokenizer: Option<FileEntry>,
+    /// The music decoder's text-encoder tokenizer (T5's `tokenizer.json`), if the model has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text_tokenizer: Option<FileEntry>,
     /// The shard files.
     pub shards: Vec<FileEntry>,
     /// The tensors.
@@ -170,6 +173,10 @@ impl Manifest {
         if let Some(t) = &self.tokenizer {
             check_file_name("tokenizer.file", &t.file)?;
             check_sha256("tokenizer.sha256", &t.sha256)?;
+        }
+        if let Some(t) = &self.text_tokenizer {
+            check_file_name("text_tokenizer.file", &t.file)?;
+            check_sha256("text_tokenizer.sha256", &t.sha256)?;
         }
         for (i, s) in self.shards.iter().enumerate() {
             check_file_name(&format!("shards[{i}].file"), &s.file)?;
@@ -238,6 +245,7 @@ mod tests {
             kind: m2ugen_core::config::ModelKind::Components,
             components: BTreeMap::new(),
             tokenizer: Some(FileEntry { file: "tokenizer.json".into(), bytes: 10, sha256: HASH.into() }),
+            text_tokenizer: None,
             shards: vec![FileEntry { file: "shard-00000.bin".into(), bytes: 4096, sha256: HASH.into() }],
             // q4 (3, 33): padded to 64 columns = 8 words + 1 scale word per row = 108 bytes.
             tensors: vec![tensor("norm", vec![64], StoredType::F32, 0), tensor("wq", vec![3, 33], StoredType::Q4, 256)],
