@@ -35,7 +35,7 @@ pub struct BenchEncodersArgs {
     pub f16: bool,
 }
 
-fn random_store(gpu: &Gpu, dtype: DType, tensors: &[(String, Vec<usize>)]) -> Result<Store> {
+pub(crate) fn random_store(gpu: &Gpu, dtype: DType, tensors: &[(String, Vec<usize>)]) -> Result<Store> {
     let mut store = Store::new(dtype);
     let mut rng = Rng::new(7);
     for (name, shape) in tensors {
@@ -49,7 +49,7 @@ fn random_store(gpu: &Gpu, dtype: DType, tensors: &[(String, Vec<usize>)]) -> Re
 }
 
 /// Runs `forward` once to warm up, then `runs` times: milliseconds per run.
-async fn time(gpu: &Gpu, runs: u32, mut forward: impl FnMut(&mut Recorder) -> Result<m2ugen_gpu::GpuTensor>) -> Result<f64> {
+pub(crate) async fn time(gpu: &Gpu, runs: u32, mut forward: impl FnMut(&mut Recorder) -> Result<m2ugen_gpu::GpuTensor>) -> Result<f64> {
     let mut start = now_ms();
     for run in 0..=runs {
         if run == 1 {

@@ -6,15 +6,20 @@
 //! - `m2ugen bench [KERNEL]`: kernel throughput against a same-process copy baseline.
 //! - `m2ugen bench-llm`: LLM prefill/decode tokens/s, KV cache against full recompute.
 //! - `m2ugen bench-encoders`: MERT, ViT and ViViT throughput against a same-process matmul.
+//! - `m2ugen bench-music`: MusicGen decoder steps and EnCodec audio per second, as real-time
+//!   factors, with the step's share of the measured copy bandwidth.
 //! - `m2ugen quality REFERENCE CANDIDATE`: a quantized model's logits against its float original.
 //! - `m2ugen chat`: questions about music, images and video, one or turn by turn.
 //! - `m2ugen caption`: a folder of music captioned into `{"file": "caption"}`, resumable.
+//! - `m2ugen generate`: music from a prompt (and music, an image or a video), as WAV.
 //!
 //! Bad arguments and unusable input files print one line and exit with code 2; a failure of the
 //! work itself (no GPU) prints one line and exits with code 1.
 
 mod bench_encoders;
 mod bench_llm;
+mod bench_music;
+mod make_music;
 mod understand;
 
 use m2ugen_convert as convert;
@@ -65,10 +70,14 @@ enum Command {
     /// Measure the encoders: MERT in seconds of audio per second, ViT and ViViT in clips per
     /// second, each as a fraction of the dense matmul's GFLOP/s.
     BenchEncoders(bench_encoders::BenchEncodersArgs),
+    /// MusicGen's decoder (steps/s with guidance) and EnCodec (audio seconds/s) as real-time factors, random weights.
+    BenchMusic(bench_music::BenchMusicArgs),
     /// Ask a converted M2UGen or MU-LLaMA model about music, an image or a video.
     Chat(understand::ChatArgs),
     /// Caption every audio file of a folder (MUCaps' JSON), resuming where a run stopped.
     Caption(understand::CaptionArgs),
+    /// Make music from a prompt (and music, an image or a video) with M2UGen or MusicGen, as WAV.
+    Generate(make_music::GenerateArgs),
     /// Compare a converted (quantized) model's logits and greedy tokens with a float original's.
     Quality {
         /// The float model: a directory holding manifest.json.
@@ -267,8 +276,10 @@ fn main() -> ExitCode {
         Command::Bench(args) => finish("", pollster::block_on(run_bench(args)), 1),
         Command::BenchLlm(args) => finish("bench-llm: ", pollster::block_on(run_bench_llm(args)), 1),
         Command::BenchEncoders(args) => finish("bench-encoders: ", pollster::block_on(bench_encoders::run(args)), 1),
+        Command::BenchMusic(args) => finish("bench-music: ", pollster::block_on(bench_music::run(args)), 1),
         Command::Chat(args) => finish_classified("chat: ", pollster::block_on(understand::run_chat(args))),
         Command::Caption(args) => finish_classified("caption: ", pollster::block_on(understand::run_caption(args))),
+        Command::Generate(args) => finish_classified("generate: ", pollster::block_on(make_music::run(args))),
         Command::Quality { reference, candidate, prompt, tokens } => finish("quality: ", pollster::block_on(run_quality(&reference, &candidate, prompt, tokens as usize)), 2),
     }
 }

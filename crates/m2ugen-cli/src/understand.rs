@@ -44,7 +44,7 @@ pub struct SamplingArgs {
 }
 
 impl SamplingArgs {
-    fn settings(&self, eos: Option<u32>) -> Result<Settings, InputError> {
+    pub(crate) fn settings(&self, eos: Option<u32>) -> Result<Settings, InputError> {
         let sampling = if self.temperature == 0.0 {
             Sampling::Greedy
         } else {
@@ -102,11 +102,11 @@ pub struct CaptionArgs {
     pub sampling: SamplingArgs,
 }
 
-fn input<E: std::fmt::Display>(e: E) -> anyhow::Error {
+pub(crate) fn input<E: std::fmt::Display>(e: E) -> anyhow::Error {
     anyhow::Error::new(InputError(e.to_string()))
 }
 
-async fn load(args: &SamplingArgs, model: &Path, max_seq: usize) -> anyhow::Result<(Gpu, Understanding)> {
+pub(crate) async fn load(args: &SamplingArgs, model: &Path, max_seq: usize) -> anyhow::Result<(Gpu, Understanding)> {
     let f16 = if args.f16 { m2ugen_gpu::F16Mode::Require } else { m2ugen_gpu::F16Mode::Auto };
     let gpu = Gpu::new(m2ugen_gpu::GpuOptions { f16, ..Default::default() }).await?;
     let dtype = if args.f16 { DType::F16 } else { DType::F32 };
@@ -142,6 +142,44 @@ fn needs(encoders: &Encoders, modality: m2ugen_models::Modality, model: &Path) -
     }
 }
 
+/// The features of the media files given (music, image, video), each an input error when the
+/// file cannot be used or the model has no encoder for it.
+pub(crate) fn media_features(gpu: &Gpu, u: &Understanding, music: Option<&Path>, image: Option<&Path>, video: Option<&Path>, model: &Path, limits: &Limits) -> anyhow::Result<Vec<(m2ugen_models::Modality, GpuTensor)>> {
+    use m2ugen_models::Modality;
+    let mut features: Vec<(Modality, GpuTensor)> = Vec::new();
+    if let Some(path) = music {
+        needs(&u.encoders, Modality::Music, model)?;
+        features.push((Modality::Music, music_feature(gpu, &u.encoders, path, limits)?));
+    }
+    if let Some(path) = image {
+        needs(&u.encoders, Modality::Image, model)?;
+        let name = path.display().to_string();
+        let image = m2ugen_media::image::decode_image(&name, &read(path, limits).map_err(input)?, limits).map_err(input)?;
+        features.push((Modality::Image, u.encoders.image(gpu, &image).map_err(|e| input(format!("{name}: {e}")))?));
+    }
+    if let Some(path) = video {
+        needs(&u.encoders, Modality::Video, model)?;
+        let count = u.encoders.video_frames().unwrap_or(32);
+        let frames = if path.is_dir() { m2ugen_media::video::frames_from_dir(path, count, limits) } else { m2ugen_media::video::frames_from_file(path, count, limits) }.map_err(input)?;
+        features.push((Modality::Video, u.encoders.video(gpu, &frames).map_err(|e| input(format!("{}: {e}", path.display())))?));
+    }
+    Ok(features)
+}
+
+/// The features as the LLM takes them.
+pub(crate) fn as_media(features: &[(m2ugen_models::Modality, GpuTensor)]) -> Media<'_> {
+    use m2ugen_models::Modality;
+    let mut media = Media::default();
+    for (m, t) in features {
+        match m {
+            Modality::Music => media.music = Some(t),
+            Modality::Image => media.image = Some(t),
+            Modality::Video => media.video = Some(t),
+        }
+    }
+    media
+}
+
 pub async fn run_chat(args: ChatArgs) -> anyhow::Result<()> {
     if args.question.is_none() && !args.interactive {
         return Err(input("give a question, or --interactive"));
@@ -149,32 +187,8 @@ pub async fn run_chat(args: ChatArgs) -> anyhow::Result<()> {
     let limits = Limits::default();
     let max_seq = 2048;
     let (gpu, u) = load(&args.sampling, &args.model, max_seq).await?;
-    use m2ugen_models::Modality;
-    let mut features: Vec<(Modality, GpuTensor)> = Vec::new();
-    if let Some(path) = &args.music {
-        needs(&u.encoders, Modality::Music, &args.model)?;
-        features.push((Modality::Music, music_feature(&gpu, &u.encoders, path, &limits)?));
-    }
-    if let Some(path) = &args.image {
-        needs(&u.encoders, Modality::Image, &args.model)?;
-        let name = path.display().to_string();
-        let image = m2ugen_media::image::decode_image(&name, &read(path, &limits).map_err(input)?, &limits).map_err(input)?;
-        features.push((Modality::Image, u.encoders.image(&gpu, &image).map_err(|e| input(format!("{name}: {e}")))?));
-    }
-    if let Some(path) = &args.video {
-        needs(&u.encoders, Modality::Video, &args.model)?;
-        let count = u.encoders.video_frames().unwrap_or(32);
-        let frames = if path.is_dir() { m2ugen_media::video::frames_from_dir(path, count, &limits) } else { m2ugen_media::video::frames_from_file(path, count, &limits) }.map_err(input)?;
-        features.push((Modality::Video, u.encoders.video(&gpu, &frames).map_err(|e| input(format!("{}: {e}", path.display())))?));
-    }
-    let mut media = Media::default();
-    for (m, t) in &features {
-        match m {
-            Modality::Music => media.music = Some(t),
-            Modality::Image => media.image = Some(t),
-            Modality::Video => media.video = Some(t),
-        }
-    }
+    let features = media_features(&gpu, &u, args.music.as_deref(), args.image.as_deref(), args.video.as_deref(), &args.model, &limits)?;
+    let media = as_media(&features);
     let settings = args.sampling.settings(u.tokenizer.token_id("</s>"))?;
     let mut chat = Conversation::new(&gpu, &u.llama, media, max_seq)?;
     let cancel = Cancel::default();

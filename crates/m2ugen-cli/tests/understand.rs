@@ -3,123 +3,10 @@
 //! chat, captions resumed, and unusable input named with exit code 2.
 #![allow(clippy::unwrap_used)]
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
+mod common;
 
-fn fixture() -> PathBuf {
-    std::env::var_os("M2UGEN_REFERENCE_FIXTURE").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/reference-m2ugen"))
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("m2ugen-understand-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// A Hugging Face tokenizer of bytes: `<unk>`, `<s>`, `</s>`, then `<0x00>`..`<0xFC>` (ids
-/// 3..255; UTF-8 never uses 0xFD-0xFF), BPE without merges and with byte fallback, `<s>` first.
-/// The converter adds `[AUD0]`..`[AUD7]` as 256..263, the fixture LLM's output rows.
-fn byte_tokenizer(path: &Path) {
-    let mut vocab = serde_json::Map::new();
-    for (i, t) in ["<unk>", "<s>", "</s>"].iter().enumerate() {
-        vocab.insert(t.to_string(), i.into());
-    }
-    for b in 0..=0xFCu32 {
-        vocab.insert(format!("<0x{b:02X}>"), (b + 3).into());
-    }
-    let special = |id: u32, content: &str| serde_json::json!({"id": id, "content": content, "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true});
-    let json = serde_json::json!({
-        "version": "1.0",
-        "truncation": null,
-        "padding": null,
-        "added_tokens": [special(0, "<unk>"), special(1, "<s>"), special(2, "</s>")],
-        "normalizer": null,
-        "pre_tokenizer": null,
-        "post_processor": {
-            "type": "TemplateProcessing",
-            "single": [{"SpecialToken": {"id": "<s>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
-            "pair": [{"SpecialToken": {"id": "<s>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}, {"Sequence": {"id": "B", "type_id": 1}}],
-            "special_tokens": {"<s>": {"id": "<s>", "ids": [1], "tokens": ["<s>"]}}
-        },
-        "decoder": {"type": "Sequence", "decoders": [{"type": "ByteFallback"}, {"type": "Fuse"}]},
-        "model": {"type": "BPE", "dropout": null, "unk_token": "<unk>", "continuing_subword_prefix": null, "end_of_word_suffix": null, "fuse_unk": true, "byte_fallback": true, "ignore_merges": false, "vocab": vocab, "merges": []}
-    });
-    std::fs::write(path, serde_json::to_vec(&json).unwrap()).unwrap();
-}
-
-/// The fixture converted once for every test here (f32, its tiny encoders, the byte tokenizer).
-fn model() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("m2ugen-understand-model-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let tokenizer = dir.join("bytes-tokenizer.json");
-        byte_tokenizer(&tokenizer);
-        let f = fixture();
-        let params = if f.join("params.json").is_file() { f.join("params.json") } else { f.join("llama/params.json") };
-        let out = dir.join("model");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_m2ugen"));
-        cmd.args(["convert", "--dtype", "f32", "--checkpoint"]).arg(f.join("checkpoint.pth")).arg("--params").arg(params).arg("--tokenizer").arg(&tokenizer).arg("--out").arg(&out);
-        for c in ["mert", "vit", "vivit"] {
-            cmd.arg("--config").arg(format!("{c}={}", f.join(c).join("config.json").display()));
-        }
-        let run = cmd.output().unwrap();
-        assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
-        out
-    })
-}
-
-/// A 16-bit PCM WAV of `samples` at `rate`.
-fn wav(path: &Path, samples: &[f32], rate: u32) {
-    let data: Vec<u8> = samples.iter().flat_map(|&s| ((s.clamp(-1.0, 1.0) * 32767.0).round() as i16).to_le_bytes()).collect();
-    let mut f = Vec::new();
-    f.extend(b"RIFF");
-    f.extend((36 + data.len() as u32).to_le_bytes());
-    f.extend(b"WAVEfmt ");
-    f.extend(16u32.to_le_bytes());
-    f.extend(1u16.to_le_bytes()); // PCM
-    f.extend(1u16.to_le_bytes()); // mono
-    f.extend(rate.to_le_bytes());
-    f.extend((rate * 2).to_le_bytes());
-    f.extend(2u16.to_le_bytes());
-    f.extend(16u16.to_le_bytes());
-    f.extend(b"data");
-    f.extend((data.len() as u32).to_le_bytes());
-    f.extend(data);
-    std::fs::write(path, f).unwrap();
-}
-
-/// The fixture's waveform `i` (24 kHz), as a WAV in `dir`.
-fn fixture_wav(dir: &Path, i: usize, name: &str) -> PathBuf {
-    let io = m2ugen_weights::safetensors::InMemory::parse("io.safetensors", std::fs::read(fixture().join("io.safetensors")).unwrap()).unwrap();
-    let (samples, _) = io.f32(&format!("in.audio_24k.{i}")).unwrap();
-    // Scaled into 16 bits' range (the normalisation before MERT takes the scale away).
-    let peak = samples.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
-    let scaled: Vec<f32> = samples.iter().map(|v| v / peak * 0.9).collect();
-    let path = dir.join(name);
-    wav(&path, &scaled, 24_000);
-    path
-}
-
-fn m2ugen(args: &[&std::ffi::OsStr], stdin: Option<&str>) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_m2ugen"));
-    cmd.args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap();
-    let mut input = child.stdin.take().unwrap();
-    if let Some(text) = stdin {
-        input.write_all(text.as_bytes()).unwrap();
-    }
-    drop(input);
-    child.wait_with_output().unwrap()
-}
-
-fn os(s: &str) -> &std::ffi::OsStr {
-    s.as_ref()
-}
+use common::*;
+use std::path::Path;
 
 /// The library's answer to `question` about the music of `wav` (greedy, `max_tokens`).
 fn library_answer(wav: &Path, question: &str, max_tokens: usize) -> String {
@@ -164,13 +51,6 @@ fn chat_answers_as_the_library_and_goes_on_turn_by_turn() {
     assert_eq!(reused.len(), 2, "one note per turn: {stderr}");
     assert!(reused[0] == 0 && reused[1] > 100, "the second turn reuses the first's keys and values: {reused:?}");
     let _ = std::fs::remove_dir_all(dir);
-}
-
-fn one_line_exit_2(out: &Output) -> String {
-    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
-    let lines: Vec<String> = String::from_utf8_lossy(&out.stderr).lines().filter(|l| l.starts_with("m2ugen:")).map(str::to_string).collect();
-    assert_eq!(lines.len(), 1, "{lines:?}");
-    lines[0].clone()
 }
 
 #[test]
