@@ -547,3 +547,33 @@ fn tensors_larger_than_a_shard_are_cut_over_consecutive_shards() {
     let _ = std::fs::remove_dir_all(whole);
     let _ = std::fs::remove_dir_all(cut);
 }
+
+#[test]
+fn musicgens_t5_tokenizer_is_converted_and_hash_listed() {
+    let src = scratch("musicgen-tokenizer-src");
+    std::fs::create_dir_all(&src).unwrap();
+    for f in ["config.json", "model.safetensors"] {
+        std::fs::copy(musicgen_dir().join(f), src.join(f)).unwrap();
+    }
+    let tokenizer = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/t5-tokenizer/tokenizer.json")).unwrap();
+    std::fs::write(src.join("tokenizer.json"), &tokenizer).unwrap();
+    let out = scratch("musicgen-tokenizer");
+    let run = Command::new(env!("CARGO_BIN_EXE_m2ugen")).args(["convert", "--out"]).arg(&out).arg("--hf").arg(format!("musicgen={}", src.display())).output().unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let manifest = Manifest::parse(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    let entry = manifest.text_tokenizer.expect("the manifest lists T5's tokenizer");
+    assert_eq!(std::fs::read(out.join(&entry.file)).unwrap(), tokenizer, "copied as it is");
+    assert_eq!((entry.bytes, entry.sha256.clone()), (tokenizer.len() as u64, hex(&Sha256::digest(&tokenizer))));
+    assert!(manifest.tokenizer.is_none(), "no LLM tokenizer was given");
+
+    // A tokenizer.json that is not one stops the conversion, naming the file.
+    std::fs::write(src.join("tokenizer.json"), b"{\"version\": \"1.0\"}").unwrap();
+    let bad = scratch("musicgen-tokenizer-bad");
+    let run = Command::new(env!("CARGO_BIN_EXE_m2ugen")).args(["convert", "--out"]).arg(&bad).arg("--hf").arg(format!("musicgen={}", src.display())).output().unwrap();
+    let line = one_line_exit_2(&run);
+    assert!(line.contains("tokenizer.json: not a Hugging Face tokenizer.json"), "{line}");
+    assert!(!bad.join("manifest.json").exists());
+    for d in [src, out, bad] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}

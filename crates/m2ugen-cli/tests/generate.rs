@@ -97,6 +97,11 @@ fn generate_makes_music_from_a_prompt_music_an_image_or_a_video_in_every_mode() 
     assert!(read_wav(&again).samples == audio[1], "the same request and seed give the same samples");
     let (other_seed, _) = generate(&dir, "seed.wav", &[os("--seed"), os("9"), os("--mode"), os("text"), os("calm jazz piano")]);
     assert!(read_wav(&other_seed).samples != audio[5], "another seed, another draw");
+    // Several tracks at once, each with its own draws, written as tracks.wav and tracks-2.wav.
+    let (first, _) = generate(&dir, "tracks.wav", &[os("--tracks"), os("2"), os("--mode"), os("text"), os("calm jazz piano")]);
+    let second = read_wav(&dir.join("tracks-2.wav")).samples;
+    assert_eq!(second.len(), 10 * 640);
+    assert!(second != read_wav(&first).samples, "two tracks, two draws");
     let _ = std::fs::remove_dir_all(dir);
 }
 
