@@ -6,7 +6,7 @@
 //! or `text` (the prompt through T5, no LLM; the default for MusicGen alone). Settings are
 //! checked before anything loads: a bad one is one line and exit code 2.
 
-use crate::understand::{as_media, input, media_features, SamplingArgs};
+use crate::understand::{as_media, input, ModelMedia, SamplingArgs};
 use m2ugen_core::DType;
 use m2ugen_gpu::{Gpu, Recorder};
 use m2ugen_media::Limits;
@@ -32,18 +32,10 @@ pub const MAX_TRACKS: u32 = 8;
 /// `m2ugen generate`.
 #[derive(clap::Args)]
 pub struct GenerateArgs {
-    /// A converted model directory with a MusicGen (M2UGen, or MusicGen alone).
-    #[arg(long)]
-    pub model: PathBuf,
-    /// Music the request is about (to edit, or to take after): WAV, FLAC, MP3, OGG.
-    #[arg(long)]
-    pub music: Option<PathBuf>,
-    /// An image to make music for (PNG, JPEG).
-    #[arg(long)]
-    pub image: Option<PathBuf>,
-    /// A video to make music for: a folder of frames, or a file ffmpeg reads.
-    #[arg(long)]
-    pub video: Option<PathBuf>,
+    /// The model (with a MusicGen: M2UGen, or MusicGen alone) and the media the request is
+    /// about (an image or a video to make music for; music to edit, through MERT).
+    #[command(flatten)]
+    pub input: ModelMedia,
     /// How the decoder is conditioned: caption, embedding or text (default: caption for a model
     /// with an LLM, text for MusicGen alone).
     #[arg(long)]
@@ -142,17 +134,17 @@ pub async fn run(args: GenerateArgs) -> anyhow::Result<()> {
     let settings = args.settings()?;
     let mode = args.mode.as_deref().map(|m| m.parse::<Mode>().map_err(|_| input(format!("--mode {m}: give caption, embedding or text")))).transpose()?;
     let limits = Limits::default();
-    let fetcher = DirFetcher(args.model.clone());
-    let manifest = load_manifest(&fetcher).await.map_err(|e| input(format!("{}: {e}", args.model.display())))?;
+    let fetcher = DirFetcher(args.input.model.clone());
+    let manifest = load_manifest(&fetcher).await.map_err(|e| input(format!("{}: {e}", args.input.model.display())))?;
     if !manifest.components.contains_key("musicgen") {
-        return Err(input(format!("{}: the model '{}' has no music decoder (convert it with --hf musicgen=DIR)", args.model.display(), manifest.model)));
+        return Err(input(format!("{}: the model '{}' has no music decoder (convert it with --hf musicgen=DIR)", args.input.model.display(), manifest.model)));
     }
     let has_llm = manifest.components.contains_key("llama");
     let mode = mode.unwrap_or(if has_llm { Mode::Caption } else { Mode::Text });
     if mode != Mode::Text && !has_llm {
-        return Err(input(format!("{}: --mode {} needs an LLM, and this model is MusicGen alone: use --mode text", args.model.display(), mode.name())));
+        return Err(input(format!("{}: --mode {} needs an LLM, and this model is MusicGen alone: use --mode text", args.input.model.display(), mode.name())));
     }
-    if mode == Mode::Text && (args.music.is_some() || args.image.is_some() || args.video.is_some()) {
+    if mode == Mode::Text && args.input.any() {
         return Err(input("--mode text is MusicGen alone, which hears no media: use --mode caption or embedding with --music, --image or --video"));
     }
     let f16 = if args.answer.f16 { m2ugen_gpu::F16Mode::Require } else { m2ugen_gpu::F16Mode::Auto };
@@ -160,7 +152,7 @@ pub async fn run(args: GenerateArgs) -> anyhow::Result<()> {
     let dtype = if args.answer.f16 { DType::F16 } else { DType::F32 };
     let clock = m2ugen_gpu::now_ms;
     let options = LoadOptions { in_flight: 4, max_resumes: 3, clock: &clock, cache: None };
-    let music = m2ugen_pipeline::load::load_music(&gpu, dtype, &fetcher, &manifest, WINDOW_FRAMES + 8, &options, |_| {}).await.map_err(|e| input(format!("{}: {e}", args.model.display())))?;
+    let music = m2ugen_pipeline::load::load_music(&gpu, dtype, &fetcher, &manifest, WINDOW_FRAMES + 8, &options, |_| {}).await.map_err(|e| input(format!("{}: {e}", args.input.model.display())))?;
     let tracks = args.tracks as usize;
     let guided = settings.guidance > 1.0;
     let cond = match mode {
@@ -200,12 +192,12 @@ fn write_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 /// decoder.
 #[allow(clippy::too_many_arguments)]
 async fn llm_conditioning(gpu: &Gpu, args: &GenerateArgs, music: &MusicModel, mode: Mode, dtype: DType, limits: &Limits, tracks: usize, guided: bool) -> anyhow::Result<m2ugen_models::musicgen::Conditioning> {
-    let fetcher = DirFetcher(args.model.clone());
+    let fetcher = DirFetcher(args.input.model.clone());
     let clock = m2ugen_gpu::now_ms;
     let options = LoadOptions { in_flight: 4, max_resumes: 3, clock: &clock, cache: None };
     let max_seq = 2048;
-    let u = m2ugen_pipeline::load::load_understanding(gpu, dtype, &fetcher, max_seq, &options).await.map_err(|e| input(format!("{}: {e}", args.model.display())))?;
-    let features = media_features(gpu, &u, args.music.as_deref(), args.image.as_deref(), args.video.as_deref(), &args.model, limits)?;
+    let u = m2ugen_pipeline::load::load_understanding(gpu, dtype, &fetcher, max_seq, &options).await.map_err(|e| input(format!("{}: {e}", args.input.model.display())))?;
+    let features = args.input.features(gpu, &u, limits)?;
     let settings = args.answer.settings(u.tokenizer.token_id("</s>"))?;
     let mut chat = Conversation::new(gpu, &u.llama, as_media(&features), max_seq)?;
     let mut out = std::io::stdout();
@@ -216,7 +208,7 @@ async fn llm_conditioning(gpu: &Gpu, args: &GenerateArgs, music: &MusicModel, mo
         })
         .await?;
     println!();
-    let aud = u.tokenizer.aud_tokens().map_err(|e| input(format!("{}: {e}", args.model.display())))?;
+    let aud = u.tokenizer.aud_tokens().map_err(|e| input(format!("{}: {e}", args.input.model.display())))?;
     match mode {
         Mode::Caption => {
             let caption = strip_aud(&answer.text);

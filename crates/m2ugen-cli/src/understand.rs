@@ -55,13 +55,13 @@ impl SamplingArgs {
     }
 }
 
-/// `m2ugen chat`.
+/// The model and the media a request is about (shared by chat and generate).
 #[derive(clap::Args)]
-pub struct ChatArgs {
-    /// A converted model directory (M2UGen or MU-LLaMA).
+pub struct ModelMedia {
+    /// A converted model directory (M2UGen or MU-LLaMA; with a MusicGen for generate).
     #[arg(long)]
     pub model: PathBuf,
-    /// Music to ask about (WAV, FLAC, MP3, OGG).
+    /// Music (WAV, FLAC, MP3, OGG): to ask about, or to edit.
     #[arg(long)]
     pub music: Option<PathBuf>,
     /// An image (PNG, JPEG).
@@ -70,6 +70,25 @@ pub struct ChatArgs {
     /// A video: a folder of frames (PNG, JPEG), or a file ffmpeg reads.
     #[arg(long)]
     pub video: Option<PathBuf>,
+}
+
+impl ModelMedia {
+    /// Whether any medium was given.
+    pub fn any(&self) -> bool {
+        self.music.is_some() || self.image.is_some() || self.video.is_some()
+    }
+
+    /// The features of the media given (see [`media_features`]).
+    pub(crate) fn features(&self, gpu: &Gpu, u: &Understanding, limits: &Limits) -> anyhow::Result<Vec<(m2ugen_models::Modality, GpuTensor)>> {
+        media_features(gpu, u, self.music.as_deref(), self.image.as_deref(), self.video.as_deref(), &self.model, limits)
+    }
+}
+
+/// `m2ugen chat`.
+#[derive(clap::Args)]
+pub struct ChatArgs {
+    #[command(flatten)]
+    pub input: ModelMedia,
     /// Go on turn by turn: each line read from the input is the next question (an empty line
     /// or the end of the input stops); earlier turns stay in the prompt, their keys and values
     /// in the cache.
@@ -186,8 +205,8 @@ pub async fn run_chat(args: ChatArgs) -> anyhow::Result<()> {
     }
     let limits = Limits::default();
     let max_seq = 2048;
-    let (gpu, u) = load(&args.sampling, &args.model, max_seq).await?;
-    let features = media_features(&gpu, &u, args.music.as_deref(), args.image.as_deref(), args.video.as_deref(), &args.model, &limits)?;
+    let (gpu, u) = load(&args.sampling, &args.input.model, max_seq).await?;
+    let features = args.input.features(&gpu, &u, &limits)?;
     let media = as_media(&features);
     let settings = args.sampling.settings(u.tokenizer.token_id("</s>"))?;
     let mut chat = Conversation::new(&gpu, &u.llama, media, max_seq)?;

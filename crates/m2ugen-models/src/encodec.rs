@@ -648,26 +648,7 @@ mod tests {
 
     /// `facebook/musicgen-small`'s `audio_encoder` (the fixture's geometry too).
     fn musicgen() -> EncodecConfig {
-        EncodecConfig {
-            audio_channels: 1,
-            num_filters: 64,
-            kernel_size: 7,
-            last_kernel_size: 7,
-            residual_kernel_size: 3,
-            dilation_growth_rate: 2,
-            upsampling_ratios: vec![8, 5, 4, 4],
-            hidden_size: 128,
-            num_lstm_layers: 2,
-            num_residual_layers: 1,
-            compress: 2,
-            use_causal_conv: false,
-            pad_mode: "reflect".into(),
-            codebook_size: 2048,
-            codebook_dim: Some(128),
-            sampling_rate: 32000,
-            trim_right_ratio: 1.0,
-            use_conv_shortcut: false,
-        }
+        EncodecConfig::encodec_32khz()
     }
 
     #[test]
