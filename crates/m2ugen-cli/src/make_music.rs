@@ -3,8 +3,9 @@
 //!
 //! The conditioning mode says how the decoder hears the request: `caption` (the LLM's answer
 //! through T5; the default for a model with an LLM), `embedding` (the output projector's states)
-//! or `text` (the prompt through T5, no LLM; the default for MusicGen alone). Settings are
-//! checked before anything loads: a bad one is one line and exit code 2.
+//! or `text` (the prompt through T5, no LLM; the default for MusicGen alone). Settings, and
+//! whether the model can do the mode asked, are checked before anything loads: a bad one is one
+//! line and exit code 2.
 
 use crate::understand::{as_media, input, ModelMedia, SamplingArgs};
 use m2ugen_core::DType;
@@ -78,12 +79,18 @@ impl GenerateArgs {
         if !(self.guidance.is_finite() && self.guidance >= 0.0) {
             return Err(input(format!("--guidance {}: give a scale of 0 or more (1 turns guidance off)", self.guidance)));
         }
+        if !(self.music_temperature.is_finite() && self.music_temperature >= 0.0) {
+            return Err(input(format!("--music-temperature {}: give 0 (greedy) or more", self.music_temperature)));
+        }
+        if !(self.music_top_p > 0.0 && self.music_top_p <= 1.0) {
+            return Err(input(format!("--music-top-p {}: give a share of probability above 0 and at most 1", self.music_top_p)));
+        }
         let sampling = if self.music_temperature == 0.0 {
             Sampling::Greedy
         } else {
             Sampling::Sample { temperature: self.music_temperature, top_k: (self.music_top_k > 0).then_some(self.music_top_k as usize), top_p: (self.music_top_p < 1.0).then_some(self.music_top_p) }
         };
-        sampling.validate().map_err(|e| input(format!("music {e}")))?;
+        sampling.validate().map_err(input)?;
         let frames = ((self.seconds * FRAME_RATE as f32).round() as usize).max(1);
         Ok(MusicSettings { frames, guidance: self.guidance, sampling, seed: self.answer.seed })
     }
@@ -147,6 +154,7 @@ pub async fn run(args: GenerateArgs) -> anyhow::Result<()> {
     if mode == Mode::Text && args.input.any() {
         return Err(input("--mode text is MusicGen alone, which hears no media: use --mode caption or embedding with --music, --image or --video"));
     }
+    check_model_can(&manifest, mode).map_err(|e| input(format!("{}: {e}", args.input.model.display())))?;
     let f16 = if args.answer.f16 { m2ugen_gpu::F16Mode::Require } else { m2ugen_gpu::F16Mode::Auto };
     let gpu = Gpu::new(m2ugen_gpu::GpuOptions { f16, ..Default::default() }).await?;
     let dtype = if args.answer.f16 { DType::F16 } else { DType::F32 };
@@ -158,7 +166,7 @@ pub async fn run(args: GenerateArgs) -> anyhow::Result<()> {
     let cond = match mode {
         Mode::Text => {
             let prompts = vec![args.prompt.as_str(); tracks];
-            music.text_conditioning(&gpu, &prompts, guided).map_err(input)?
+            music.text_conditioning(&gpu, &prompts, guided).map_err(music_error)?
         }
         Mode::Caption | Mode::Embedding => llm_conditioning(&gpu, &args, &music, mode, dtype, &limits, tracks, guided).await?,
     };
@@ -167,9 +175,9 @@ pub async fn run(args: GenerateArgs) -> anyhow::Result<()> {
     let total = settings.frames;
     let k = music.config.decoder.num_codebooks;
     let window = WINDOW_FRAMES.min(music.decoder.max_steps() - k);
-    let codes = generate_long(&gpu, &music.decoder, &cond, tracks, &settings, window, OVERLAP_FRAMES.min(window / 2).max(1), &cancel, |_, p| progress.show(p, p.frames, total)).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let codes = generate_long(&gpu, &music.decoder, &cond, tracks, &settings, window, OVERLAP_FRAMES.min(window / 2).max(1), &cancel, |_, p| progress.show(p, p.frames, total)).await.map_err(music_error)?;
     let frames = codes.len() / (tracks * k);
-    let audio = music.decode_audio(&gpu, &codes, tracks, frames).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let audio = music.decode_audio(&gpu, &codes, tracks, frames).await.map_err(music_error)?;
     for (t, samples) in audio.iter().enumerate() {
         let path = args.output_path(t);
         let bytes = m2ugen_media::wav_bytes(samples, music.sampling_rate() as u32, 1).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -177,6 +185,32 @@ pub async fn run(args: GenerateArgs) -> anyhow::Result<()> {
         eprintln!("wrote {} ({:.2} s at {} Hz, {} mode, seed {})", path.display(), samples.len() as f64 / music.sampling_rate() as f64, music.sampling_rate(), mode.name(), args.answer.seed);
     }
     Ok(())
+}
+
+/// Whether the converted model has what `mode` needs, from its manifest (before anything loads):
+/// T5's tokenizer for caption and text, an output projector as wide as T5 for embedding.
+fn check_model_can(manifest: &m2ugen_weights::Manifest, mode: Mode) -> Result<(), String> {
+    if mode != Mode::Embedding && manifest.text_tokenizer.is_none() {
+        return Err(format!("--mode {} needs T5's tokenizer, and the model '{}' has none: convert MusicGen from a directory holding its tokenizer.json", mode.name(), manifest.model));
+    }
+    if mode == Mode::Embedding {
+        let Some(out) = manifest.tensor("output_projector.out_proj.weight").ok().and_then(|t| t.shape.first().copied()) else {
+            return Err(format!("--mode embedding needs M2UGen's output projector, and the model '{}' has none: use --mode caption", manifest.model));
+        };
+        let t5 = m2ugen_pipeline::load::musicgen_config(manifest).map_err(|e| e.to_string())?.text_encoder.d_model;
+        if out != t5 {
+            return Err(format!("--mode embedding: the output projector gives states of width {out}, but this MusicGen's T5 is {t5} wide (they were not trained together): use --mode caption"));
+        }
+    }
+    Ok(())
+}
+
+/// A music error: the user's (a setting, or what the model cannot do: exit 2) or the work's.
+fn music_error(e: m2ugen_pipeline::Error) -> anyhow::Error {
+    match e {
+        m2ugen_pipeline::Error::MusicSetting { .. } | m2ugen_pipeline::Error::Unsupported(_) | m2ugen_pipeline::Error::Setting { .. } => input(e),
+        other => anyhow::anyhow!("{other}"),
+    }
 }
 
 /// Writes to a temporary file beside `path`, then renames it: never a half-written WAV.
@@ -213,7 +247,7 @@ async fn llm_conditioning(gpu: &Gpu, args: &GenerateArgs, music: &MusicModel, mo
         Mode::Caption => {
             let caption = strip_aud(&answer.text);
             let prompts = vec![caption.as_str(); tracks];
-            Ok(music.text_conditioning(gpu, &prompts, guided).map_err(input)?)
+            Ok(music.text_conditioning(gpu, &prompts, guided).map_err(music_error)?)
         }
         _ => {
             let projector = load_projector(gpu, &fetcher, &u.manifest, dtype, &options).await?;
@@ -222,7 +256,7 @@ async fn llm_conditioning(gpu: &Gpu, args: &GenerateArgs, music: &MusicModel, mo
             let states = projector.forward(&mut rec, &hidden, &embeddings)?;
             let states = if tracks > 1 { rec.concat(&vec![&states; tracks], 0)? } else { states };
             rec.submit()?;
-            Ok(music.embedding_conditioning(gpu, &states, tracks, guided).map_err(input)?)
+            Ok(music.embedding_conditioning(gpu, &states, tracks, guided).map_err(music_error)?)
         }
     }
 }

@@ -120,7 +120,9 @@ fn bad_music_settings_are_one_line_and_exit_code_2() {
         (&["--seconds", "301", "hi"][..], "--seconds 301: give a length above 0 and at most 300 s"),
         (&["--mode", "loud", "hi"][..], "--mode loud: give caption, embedding or text"),
         (&["--guidance=-1", "hi"][..], "--guidance -1: give a scale of 0 or more"),
-        (&["--music-top-p", "0", "hi"][..], "top_p = 0 is out of range"),
+        (&["--music-top-p", "0", "hi"][..], "--music-top-p 0: give a share of probability above 0 and at most 1"),
+        (&["--music-top-p", "1.5", "hi"][..], "--music-top-p 1.5: give a share"),
+        (&["--music-temperature=-1", "hi"][..], "--music-temperature -1: give 0 (greedy) or more"),
         (&["--mode", "text", "--music", "a.wav", "hi"][..], "--mode text is MusicGen alone, which hears no media"),
         (&["--tracks", "9", "hi"][..], "--tracks"),
     ] {
@@ -130,6 +132,14 @@ fn bad_music_settings_are_one_line_and_exit_code_2() {
     // A model without a music decoder (the plain fixture) says how to get one.
     let line = run(&["hi"], model());
     assert!(line.contains("has no music decoder") && line.contains("--hf musicgen=DIR"), "{line}");
+    // MusicGen alone (converted here) has no LLM for caption mode and no projector for embedding.
+    let alone = dir.join("musicgen-alone");
+    let conv = m2ugen(&[os("convert"), os("--hf"), os(&format!("musicgen={}", musicgen_dir(&dir, 24).display())), os("--out"), alone.as_os_str()], None);
+    assert!(conv.status.success(), "{}", String::from_utf8_lossy(&conv.stderr));
+    let line = run(&["--mode", "caption", "hi"], &alone);
+    assert!(line.contains("--mode caption needs an LLM, and this model is MusicGen alone: use --mode text"), "{line}");
+    let line = run(&["--mode", "embedding", "hi"], &alone);
+    assert!(line.contains("--mode embedding needs an LLM"), "{line}");
     assert!(!out.exists(), "nothing written");
     let _ = std::fs::remove_dir_all(dir);
 }

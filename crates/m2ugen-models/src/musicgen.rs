@@ -1,4 +1,6 @@
-//! MusicGen's decoder (Hugging Face `MusicgenForConditionalGeneration` names under `musicgen.`):
+//! MusicGen's decoder (Copet et al. 2023, arXiv 2306.05284; as transformers'
+//! `modeling_musicgen.py` computes it, with `MusicgenForConditionalGeneration` names under
+//! `musicgen.`):
 //! the codebooks' embeddings summed, sinusoidal positions, pre-norm layers of causal
 //! self-attention over a KV cache, cross-attention to the conditioning (its keys and values
 //! computed once per generation, [`MusicgenDecoder::condition`]) and a GELU feed-forward, the
@@ -112,10 +114,13 @@ impl MusicgenDecoder {
             return Err(Error::Config { field: "musicgen.decoder.audio_channels".into(), problem: format!("{} channels: only mono MusicGen is supported", c.audio_channels) });
         }
         if c.num_attention_heads == 0 || d % c.num_attention_heads != 0 || k == 0 {
-            return Err(Error::Config { field: "musicgen.decoder".into(), problem: format!("{} heads must divide the width {d}, and there must be codebooks ({k})", c.num_attention_heads) });
+            return Err(Error::Config { field: "musicgen.decoder.num_attention_heads".into(), problem: format!("{} heads must divide the width {d} (hidden_size), with num_codebooks ({k}) at least 1", c.num_attention_heads) });
         }
-        if c.pad_token_id < v {
-            return Err(Error::Config { field: "musicgen.decoder.pad_token_id".into(), problem: format!("{} is a code (below the codebook size {v}); MusicGen pads with the id after the last code", c.pad_token_id) });
+        if c.pad_token_id != v {
+            return Err(Error::Config { field: "musicgen.decoder.pad_token_id".into(), problem: format!("{} is not the codebook size {v}: MusicGen pads (and starts) with the id after the last code, the embeddings' last row", c.pad_token_id) });
+        }
+        if c.scale_embedding {
+            return Err(Error::Config { field: "musicgen.decoder.scale_embedding".into(), problem: "true is not supported (no released MusicGen scales its embeddings)".into() });
         }
         let dec = format!("{prefix}.decoder.model.decoder");
         let embed = (0..k).map(|i| store.tensor(&format!("{dec}.embed_tokens.{i}.weight"), &[v + 1, d])).collect::<Result<Vec<_>>>()?;
@@ -328,7 +333,8 @@ impl MusicgenDecoder {
 /// (position 0 the start token): codebook `k` is forced to the pad id at positions `0..=k` and
 /// at the last `codebooks - 1 - k`, and free between, so each frame's codes are spread over
 /// `codebooks` steps. As `build_delay_pattern_mask` / `apply_delay_pattern_mask` in
-/// `transformers`.
+/// `transformers`, except that transformers leaves the pattern off for sequences shorter than
+/// `2 × codebooks - 1` (fewer than `codebooks - 1` frames, 60 ms of MusicGen), where this keeps it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DelayPattern {
     /// Codebooks.

@@ -1,5 +1,6 @@
-//! T5's encoder (Hugging Face `T5EncoderModel` names under a prefix: `musicgen.text_encoder` in
-//! a converted MusicGen): the shared embedding, pre-norm layers of self-attention and a
+//! T5's encoder (Raffel et al. 2020, arXiv 1910.10683; as transformers' `modeling_t5.py`
+//! computes it, with Hugging Face `T5EncoderModel` names under a prefix: `musicgen.text_encoder` in
+//! a converted MusicGen). The shared embedding, pre-norm layers of self-attention and a
 //! feed-forward (`relu`, T5; `gated-gelu`, T5 v1.1 and Flan-T5), T5's RMS-style norm (no mean,
 //! no bias), and the final norm. Attention is unscaled and biased by learned relative-position
 //! buckets, computed once by the first layer and shared by all (T5's rule), plus the padding

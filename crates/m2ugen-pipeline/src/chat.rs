@@ -90,7 +90,8 @@ impl Conversation {
     /// The LLM's states for M2UGen's output projector after the last answer: the answer is
     /// followed by `[AUD0]`..`[AUD7]` (`aud`), and the hidden states (before the final norm) at
     /// the 8 positions whose next token is `[AUDi]` are returned `(8, dim)`, with those tokens'
-    /// embeddings `(8, dim)`. The cache is left as it was (the `[AUD]` tokens are not kept).
+    /// embeddings `(8, dim)`. The `[AUD]` tokens are not kept; the answer's last token is
+    /// recomputed with them, so the conversation's next turn computes it again.
     pub fn aud_states(&mut self, gpu: &Gpu, llama: &Llama, aud: &[u32]) -> Result<(GpuTensor, GpuTensor), GenerateError> {
         let Some(&last) = self.held.last() else {
             return Err(GenerateError::Request("ask something first: the [AUD] states follow an answer".into()));

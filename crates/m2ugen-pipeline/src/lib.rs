@@ -13,6 +13,7 @@
 //! - [`quality`]: a quantized model against its float original (logit error, top-1 agreement).
 //! - [`load`]: streaming a converted model into the models (the loader drives, the store
 //!   uploads), and building them from the manifest's typed configurations.
+//! - [`share`]: share links carrying a track's codes, parsed as untrusted input.
 //! - [`tokenizer`]: LLaMA's tokenizer, and incremental detokenization of a stream of tokens.
 #![deny(missing_docs)]
 
@@ -23,6 +24,7 @@ pub mod load;
 pub mod music;
 pub mod quality;
 pub mod sampling;
+pub mod share;
 pub mod tokenizer;
 
 pub use sampling::{sample, Sampling};
@@ -53,7 +55,10 @@ pub enum Error {
         /// The allowed range.
         range: &'static str,
     },
-    /// Music generation failed (the model, the GPU, or a request the model cannot take).
+    /// The model cannot do what was asked (no tokenizer for T5, a projector of another width).
+    #[error("music: {0}")]
+    Unsupported(String),
+    /// Music generation failed (the model or the GPU).
     #[error("music: {0}")]
     Music(String),
 }

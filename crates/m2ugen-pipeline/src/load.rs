@@ -113,6 +113,8 @@ pub async fn load_music<F: Fetcher>(gpu: &Gpu, dtype: DType, fetcher: &F, manife
         }
         None => None,
     };
-    let mut store = load_store(gpu, dtype, fetcher, manifest, |n| n.starts_with("musicgen."), options, on_event).await?;
+    // EnCodec's encoder and quantizer statistics are not needed to make music: not fetched.
+    let wanted = |n: &str| n.starts_with("musicgen.") && (!n.starts_with("musicgen.audio_encoder.") || m2ugen_models::encodec::EncodecDecoder::needs("musicgen.audio_encoder", n));
+    let mut store = load_store(gpu, dtype, fetcher, manifest, wanted, options, on_event).await?;
     Ok(crate::music::MusicModel::build(gpu, &mut store, config, tokenizer, max_steps)?)
 }

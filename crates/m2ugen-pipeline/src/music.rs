@@ -26,6 +26,9 @@ use m2ugen_models::musicgen::{Conditioning, DelayPattern, MusicgenDecoder};
 /// Frames per second of MusicGen's EnCodec (32 kHz, hop 640).
 pub const FRAME_RATE: usize = 50;
 
+/// Longest prompt T5 takes, in its tokens (its trained length).
+pub const MAX_TEXT_TOKENS: usize = 512;
+
 /// How a track is generated.
 #[derive(Clone, Debug, PartialEq)]
 pub struct MusicSettings {
@@ -68,11 +71,11 @@ impl MusicSettings {
 /// Where a generation stands, for progress displays.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MusicProgress {
-    /// Decoder steps done.
+    /// Decoder steps done (in the current window, for a long track).
     pub step: usize,
-    /// Decoder steps in all.
+    /// Decoder steps in all (of the current window).
     pub steps: usize,
-    /// Frames complete in every codebook.
+    /// Frames complete in every codebook (of the whole track).
     pub frames: usize,
 }
 
@@ -212,6 +215,7 @@ pub async fn generate_long(
     cancel: &Cancel,
     mut on_frame: impl FnMut(&[u32], MusicProgress),
 ) -> Result<Vec<u32>> {
+    settings.validate(decoder, 0)?;
     if overlap == 0 || overlap >= window {
         return Err(Error::MusicSetting { setting: "overlap", value: overlap.to_string(), range: "at least 1 frame and less than the window" });
     }
@@ -319,20 +323,31 @@ impl MusicModel {
         self.config.audio_encoder.sampling_rate
     }
 
-    /// Conditioning on `prompts` through T5 (one track each; guidance adds the null rows).
+    /// Conditioning on `prompts` through T5 (one track each; guidance adds the null rows). The
+    /// same prompt for every track goes through T5 once.
     pub fn text_conditioning(&self, gpu: &Gpu, prompts: &[&str], guided: bool) -> Result<Conditioning> {
-        let tokenizer = self.tokenizer.as_ref().ok_or_else(|| Error::Music("this model has no text tokenizer for T5 (convert MusicGen from a directory with its tokenizer.json)".into()))?;
-        let encoded = prompts.iter().map(|p| tokenizer.encode(p).map_err(|e| Error::Music(e.to_string()))).collect::<Result<Vec<_>>>()?;
-        let len = encoded.iter().map(Vec::len).max().unwrap_or(0).max(1);
+        let tokenizer = self.tokenizer.as_ref().ok_or_else(|| Error::Unsupported("this model has no text tokenizer for T5 (convert MusicGen from a directory with its tokenizer.json)".into()))?;
         let tracks = prompts.len();
-        let mut ids = vec![0u32; tracks * len];
-        let mut mask = vec![false; tracks * len];
+        let same = prompts.windows(2).all(|w| w[0] == w[1]);
+        let distinct = if same { &prompts[..tracks.min(1)] } else { prompts };
+        let encoded = distinct.iter().map(|p| tokenizer.encode(p).map_err(|e| Error::Unsupported(e.to_string()))).collect::<Result<Vec<_>>>()?;
+        let len = encoded.iter().map(Vec::len).max().unwrap_or(0).max(1);
+        if len > MAX_TEXT_TOKENS {
+            return Err(Error::MusicSetting { setting: "prompt", value: format!("{len} tokens"), range: "at most 512 of T5's tokens" });
+        }
+        let rows = encoded.len();
+        let mut ids = vec![0u32; rows * len];
+        let mut mask = vec![false; rows * len];
         for (t, e) in encoded.iter().enumerate() {
             ids[t * len..t * len + e.len()].copy_from_slice(e);
             mask[t * len..t * len + e.len()].fill(true);
         }
         let mut rec = Recorder::new(gpu);
-        let states = self.t5.forward(&mut rec, &ids, &mask, tracks, len)?;
+        let mut states = self.t5.forward(&mut rec, &ids, &mask, rows, len)?;
+        if rows < tracks {
+            states = rec.concat(&vec![&states; tracks], 0)?;
+            mask = mask.repeat(tracks);
+        }
         let cond = self.condition(&mut rec, &states, tracks, len, mask, guided)?;
         rec.submit()?;
         Ok(cond)
@@ -343,7 +358,7 @@ impl MusicModel {
     pub fn embedding_conditioning(&self, gpu: &Gpu, states: &m2ugen_gpu::GpuTensor, tracks: usize, guided: bool) -> Result<Conditioning> {
         let width = self.decoder.memory_width();
         if tracks == 0 || states.cols() != width || !states.rows().is_multiple_of(tracks) {
-            return Err(Error::Music(format!("the output projector gives states of width {} ({:?}), but this MusicGen's text encoder is {width} wide: the model's projector and decoder do not belong together", states.cols(), states.shape())));
+            return Err(Error::Unsupported(format!("the output projector gives states of width {} ({:?}), but this MusicGen's text encoder is {width} wide: the model's projector and decoder do not belong together", states.cols(), states.shape())));
         }
         let len = states.rows() / tracks;
         let mut rec = Recorder::new(gpu);

@@ -1,4 +1,4 @@
-//! The weight format, version `m2ugen-weights/1`.
+//! The weight format, version `m2ugen-weights/2`.
 //!
 //! A model is a `manifest.json` beside shard files, all served from one base URL (or directory):
 //!
