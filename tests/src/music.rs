@@ -154,7 +154,8 @@ pub async fn check_embedding_reaches_the_decoder(gpu: &Gpu, elem: Elem, music: &
 /// Continuation and long tracks. A greedy continuation of a track's first frames is exactly
 /// the rest of the track (the prompt's codes are laid into the delay pattern as one pass would
 /// have made them); a track of three windows is the first window as made alone, then each
-/// window continued from the last `overlap` frames, its frames streamed once and in order.
+/// window continued from the last `overlap` frames, its frames streamed once and in order; and
+/// cancelled part-way, the frames made so far.
 pub async fn check_windows(gpu: &Gpu, elem: Elem, music: &MusicModel, io: &InMemory) -> Result<()> {
     use m2ugen_pipeline::music::generate_long;
     let k = music.config.decoder.num_codebooks;
@@ -180,5 +181,17 @@ pub async fn check_windows(gpu: &Gpu, elem: Elem, music: &MusicModel, io: &InMem
     for (f, frame) in &streamed {
         ensure!(*frame == frames_of(&long, f - 1..*f, 28), "streamed frame {f} is not the track's");
     }
+    // Cancelled in the second window, at frame 15: the frames made so far, the whole track's.
+    let cancel = Cancel::default();
+    let stop = cancel.clone();
+    let cut = generate_long(gpu, &music.decoder, &cond, tracks, &greedy(28), 12, 4, &cancel, |_, p| {
+        if p.frames == 15 {
+            stop.cancel();
+        }
+    })
+    .await?;
+    let n = cut.len() / (tracks * k);
+    ensure!((15..20).contains(&n), "cancelled at frame 15, {n} frames came back");
+    ensure!(cut == frames_of(&long, 0..n, 28), "a cancelled track is not the start of the whole one");
     Ok(())
 }
