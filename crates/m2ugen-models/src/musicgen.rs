@@ -195,6 +195,11 @@ impl MusicgenDecoder {
         self.memory_width
     }
 
+    /// The activation type.
+    pub fn dtype(&self) -> m2ugen_core::DType {
+        self.positions.dtype()
+    }
+
     /// Longest generation the position table covers, in steps.
     pub fn max_steps(&self) -> usize {
         self.positions.rows()
@@ -212,10 +217,8 @@ impl MusicgenDecoder {
         if mask.is_some_and(|m| m.len() != batch * len) {
             return Err(Error::Request(format!("musicgen: the conditioning mask has {} values for {batch} x {len} rows", mask.map_or(0, <[bool]>::len))));
         }
-        let mut m = match &self.enc_to_dec {
-            Some(p) => p.forward(rec, memory)?,
-            None => memory.clone(),
-        };
+        let projected = self.enc_to_dec.as_ref().map(|p| p.forward(rec, memory)).transpose()?;
+        let mut m = projected.clone().unwrap_or_else(|| memory.clone());
         let mut bias = None;
         if let Some(mask) = mask {
             let masked: Vec<u32> = mask.iter().enumerate().filter(|(_, keep)| !**keep).map(|(i, _)| i as u32).collect();
@@ -224,10 +227,14 @@ impl MusicgenDecoder {
                 let zeros = rec.alloc("musicgen masked rows", &[masked.len(), m.cols()], m.dtype())?;
                 rec.fill(&zeros, 0.0)?;
                 let index = rec.upload_u32("musicgen masked rows", &[masked.len()], &masked)?;
-                let owned = rec.alloc("musicgen conditioning", m.shape(), m.dtype())?;
-                rec.copy_strided(&m, m2ugen_gpu::StridedView { offset: 0, strides: [0, 0, 0, 1] }, &owned, m2ugen_gpu::StridedView { offset: 0, strides: [0, 0, 0, 1] }, &[m.numel()])?;
-                rec.scatter_rows(&zeros, &owned, &index)?;
-                m = owned;
+                if projected.is_none() {
+                    // The caller's tensor is not ours to change: zero the rows in a copy.
+                    let owned = rec.alloc("musicgen conditioning", m.shape(), m.dtype())?;
+                    let whole = m2ugen_gpu::StridedView { offset: 0, strides: [0, 0, 0, 1] };
+                    rec.copy_strided(&m, whole, &owned, whole, &[m.numel()])?;
+                    m = owned;
+                }
+                rec.scatter_rows(&zeros, &m, &index)?;
                 let values: Vec<f32> = mask.iter().map(|&keep| if keep { 0.0 } else { MASKED }).collect();
                 bias = Some(rec.upload("musicgen conditioning mask", &[batch * len], DType::F32, &values)?);
             }

@@ -135,6 +135,8 @@ pub async fn generate_codes(
     let start = (0..len).find(|&p| (0..tracks).any(|t| !fixed[(t * k) * len + p])).unwrap_or(len);
     let mut cache = decoder.new_cache(gpu, sequences, len - 1)?;
     let choose = settings.sampling.on_gpu();
+    // The guidance scale as a one-value tensor, uploaded once for every step.
+    let scale = gpu.upload("guidance", &[1], decoder.dtype(), &[settings.guidance])?;
     let mut rng = Rng::new(settings.seed);
     let steps = len - 1;
     let mut frames_done = prompt_frames;
@@ -166,7 +168,6 @@ pub async fn generate_codes(
             let cond_rows = rec.slice(&last, 0, 0..rows)?;
             let null_rows = rec.slice(&last, 0, rows..2 * rows)?;
             let diff = rec.sub(&cond_rows, &null_rows)?;
-            let scale = rec.upload("guidance", &[1], diff.dtype(), &[settings.guidance])?;
             let scaled = rec.mul(&diff, &scale)?;
             rec.add(&null_rows, &scaled)?
         } else {
