@@ -193,5 +193,9 @@ pub async fn check_windows(gpu: &Gpu, elem: Elem, music: &MusicModel, io: &InMem
     let n = cut.len() / (tracks * k);
     ensure!((15..20).contains(&n), "cancelled at frame 15, {n} frames came back");
     ensure!(cut == frames_of(&long, 0..n, 28), "a cancelled track is not the start of the whole one");
+    // Longer than the decoder's positions: windows make it, each within them.
+    let most = music.decoder.max_steps() - k;
+    let past = generate_long(gpu, &music.decoder, &cond, tracks, &greedy(most + 1), 40.min(most), 8, &never, |_, _| {}).await?;
+    ensure!(past.len() == tracks * k * (most + 1), "{} codes for {} frames, past the decoder's {most} positions", past.len(), most + 1);
     Ok(())
 }

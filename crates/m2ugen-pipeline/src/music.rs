@@ -216,7 +216,8 @@ pub async fn generate_long(
     cancel: &Cancel,
     mut on_frame: impl FnMut(&[u32], MusicProgress),
 ) -> Result<Vec<u32>> {
-    settings.validate(decoder, 0)?;
+    // Each window must fit the decoder's positions, not the whole track.
+    MusicSettings { frames: settings.frames.min(window), ..settings.clone() }.validate(decoder, 0)?;
     if overlap == 0 || overlap >= window {
         return Err(Error::MusicSetting { setting: "overlap", value: overlap.to_string(), range: "at least 1 frame and less than the window" });
     }
