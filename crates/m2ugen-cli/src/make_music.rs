@@ -7,13 +7,14 @@
 //! whether the model can do the mode asked, are checked before anything loads: a bad one is one
 //! line and exit code 2.
 
-use crate::understand::{as_media, input, ModelMedia, SamplingArgs};
+use crate::understand::{input, ModelMedia, SamplingArgs};
 use m2ugen_core::DType;
-use m2ugen_gpu::{Gpu, Recorder};
+use m2ugen_gpu::Gpu;
 use m2ugen_media::Limits;
 use m2ugen_pipeline::chat::Conversation;
 use m2ugen_pipeline::generate::Cancel;
 use m2ugen_pipeline::music::{generate_long, Mode, MusicModel, MusicProgress, MusicSettings, FRAME_RATE};
+use m2ugen_pipeline::studio::{as_media, conditioning_after_answer, load_projector};
 use m2ugen_pipeline::Sampling;
 use m2ugen_weights::loader::{load_manifest, LoadOptions};
 use m2ugen_weights::native::DirFetcher;
@@ -154,7 +155,9 @@ pub async fn run(args: GenerateArgs) -> anyhow::Result<()> {
     if mode == Mode::Text && args.input.any() {
         return Err(input("--mode text is MusicGen alone, which hears no media: use --mode caption or embedding with --music, --image or --video"));
     }
-    check_model_can(&manifest, mode).map_err(|e| input(format!("{}: {e}", args.input.model.display())))?;
+    if let Some(problem) = m2ugen_pipeline::studio::mode_problem(&manifest, mode) {
+        return Err(input(format!("{}: --mode {}: {problem}", args.input.model.display(), mode.name())));
+    }
     let f16 = if args.answer.f16 { m2ugen_gpu::F16Mode::Require } else { m2ugen_gpu::F16Mode::Auto };
     let gpu = Gpu::new(m2ugen_gpu::GpuOptions { f16, ..Default::default() }).await?;
     let dtype = if args.answer.f16 { DType::F16 } else { DType::F32 };
@@ -183,24 +186,6 @@ pub async fn run(args: GenerateArgs) -> anyhow::Result<()> {
         let bytes = m2ugen_media::wav_bytes(samples, music.sampling_rate() as u32, 1).map_err(|e| anyhow::anyhow!("{e}"))?;
         write_file(&path, &bytes)?;
         eprintln!("wrote {} ({:.2} s at {} Hz, {} mode, seed {})", path.display(), samples.len() as f64 / music.sampling_rate() as f64, music.sampling_rate(), mode.name(), args.answer.seed);
-    }
-    Ok(())
-}
-
-/// Whether the converted model has what `mode` needs, from its manifest (before anything loads):
-/// T5's tokenizer for caption and text, an output projector as wide as T5 for embedding.
-fn check_model_can(manifest: &m2ugen_weights::Manifest, mode: Mode) -> Result<(), String> {
-    if mode != Mode::Embedding && manifest.text_tokenizer.is_none() {
-        return Err(format!("--mode {} needs T5's tokenizer, and the model '{}' has none: convert MusicGen from a directory holding its tokenizer.json", mode.name(), manifest.model));
-    }
-    if mode == Mode::Embedding {
-        let Some(out) = manifest.tensor("output_projector.out_proj.weight").ok().and_then(|t| t.shape.first().copied()) else {
-            return Err(format!("--mode embedding needs M2UGen's output projector, and the model '{}' has none: use --mode caption", manifest.model));
-        };
-        let t5 = m2ugen_pipeline::load::musicgen_config(manifest).map_err(|e| e.to_string())?.text_encoder.d_model;
-        if out != t5 {
-            return Err(format!("--mode embedding: the output projector gives states of width {out}, but this MusicGen's T5 is {t5} wide (they were not trained together): use --mode caption"));
-        }
     }
     Ok(())
 }
@@ -243,39 +228,9 @@ async fn llm_conditioning(gpu: &Gpu, args: &GenerateArgs, music: &MusicModel, mo
         .await?;
     println!();
     let aud = u.tokenizer.aud_tokens().map_err(|e| input(format!("{}: {e}", args.input.model.display())))?;
-    match mode {
-        Mode::Caption => {
-            let caption = strip_aud(&answer.text);
-            let prompts = vec![caption.as_str(); tracks];
-            Ok(music.text_conditioning(gpu, &prompts, guided).map_err(music_error)?)
-        }
-        _ => {
-            let projector = load_projector(gpu, &fetcher, &u.manifest, dtype, &options).await?;
-            let (hidden, embeddings) = chat.aud_states(gpu, &u.llama, &aud)?;
-            let mut rec = Recorder::new(gpu);
-            let states = projector.forward(&mut rec, &hidden, &embeddings)?;
-            let states = if tracks > 1 { rec.concat(&vec![&states; tracks], 0)? } else { states };
-            rec.submit()?;
-            Ok(music.embedding_conditioning(gpu, &states, tracks, guided).map_err(music_error)?)
-        }
-    }
-}
-
-/// The answer without M2UGen's output tokens (`[AUD0]`..`[AUD7]`) and the space around them.
-pub fn strip_aud(text: &str) -> String {
-    let mut s = text.to_string();
-    for i in 0..8 {
-        s = s.replace(&format!("[AUD{i}]"), "");
-    }
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-/// The output projector of the model (its heads are not stored: 4 in every release).
-async fn load_projector(gpu: &Gpu, fetcher: &DirFetcher, manifest: &m2ugen_weights::Manifest, dtype: DType, options: &LoadOptions<'_>) -> anyhow::Result<m2ugen_models::OutputProjector> {
-    if !manifest.tensors.iter().any(|t| t.name.starts_with("output_projector.")) {
-        return Err(input(format!("the model '{}' has no output projector: --mode embedding needs M2UGen; use --mode caption", manifest.model)));
-    }
-    let store = m2ugen_pipeline::load::load_store(gpu, dtype, fetcher, manifest, |n| n.starts_with("output_projector."), options, |_| {}).await?;
-    let config = m2ugen_models::projector::ProjectorConfig::from_store(&store, 4)?;
-    Ok(m2ugen_models::OutputProjector::load(gpu, &store, config)?)
+    let projector = match mode {
+        Mode::Embedding => Some(load_projector(gpu, dtype, &fetcher, &u.manifest, &options, |_| {}).await.map_err(|e| input(format!("{}: {e}", args.input.model.display())))?),
+        _ => None,
+    };
+    conditioning_after_answer(gpu, music, mode, &answer.text, &mut chat, &u.llama, &aud, projector.as_ref(), tracks, guided).map_err(music_error)
 }

@@ -185,20 +185,6 @@ pub(crate) fn media_features(gpu: &Gpu, u: &Understanding, music: Option<&Path>,
     Ok(features)
 }
 
-/// The features as the LLM takes them.
-pub(crate) fn as_media(features: &[(m2ugen_models::Modality, GpuTensor)]) -> Media<'_> {
-    use m2ugen_models::Modality;
-    let mut media = Media::default();
-    for (m, t) in features {
-        match m {
-            Modality::Music => media.music = Some(t),
-            Modality::Image => media.image = Some(t),
-            Modality::Video => media.video = Some(t),
-        }
-    }
-    media
-}
-
 pub async fn run_chat(args: ChatArgs) -> anyhow::Result<()> {
     if args.question.is_none() && !args.interactive {
         return Err(input("give a question, or --interactive"));
@@ -207,7 +193,7 @@ pub async fn run_chat(args: ChatArgs) -> anyhow::Result<()> {
     let max_seq = 2048;
     let (gpu, u) = load(&args.sampling, &args.input.model, max_seq).await?;
     let features = args.input.features(&gpu, &u, &limits)?;
-    let media = as_media(&features);
+    let media = m2ugen_pipeline::studio::as_media(&features);
     let settings = args.sampling.settings(u.tokenizer.token_id("</s>"))?;
     let mut chat = Conversation::new(&gpu, &u.llama, media, max_seq)?;
     let cancel = Cancel::default();

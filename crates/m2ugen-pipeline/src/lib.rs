@@ -14,6 +14,9 @@
 //! - [`load`]: streaming a converted model into the models (the loader drives, the store
 //!   uploads), and building them from the manifest's typed configurations.
 //! - [`share`]: share links carrying a track's codes, parsed as untrusted input.
+//! - [`studio`]: what a model can do (from its manifest), loading the parts a request needs,
+//!   and the LLM's answer to the music decoder's conditioning; the page and `m2ugen generate`
+//!   share it.
 //! - [`tokenizer`]: LLaMA's tokenizer, and incremental detokenization of a stream of tokens.
 #![deny(missing_docs)]
 
@@ -25,6 +28,7 @@ pub mod music;
 pub mod quality;
 pub mod sampling;
 pub mod share;
+pub mod studio;
 pub mod tokenizer;
 
 pub use sampling::{sample, Sampling};

@@ -87,10 +87,15 @@ pub struct Understanding {
 /// decoder), with a KV cache of up to `max_seq` positions per sequence.
 pub async fn load_understanding<F: Fetcher>(gpu: &Gpu, dtype: DType, fetcher: &F, max_seq: usize, options: &LoadOptions<'_>) -> Result<Understanding, LoadError> {
     let manifest = load_manifest(fetcher).await?;
+    load_understanding_of(gpu, dtype, fetcher, manifest, max_seq, options, |_| {}).await
+}
+
+/// As [`load_understanding`], with the manifest already read; `on_event` receives progress.
+pub async fn load_understanding_of<F: Fetcher>(gpu: &Gpu, dtype: DType, fetcher: &F, manifest: Manifest, max_seq: usize, options: &LoadOptions<'_>, on_event: impl FnMut(Event)) -> Result<Understanding, LoadError> {
     let entry = manifest.tokenizer.clone().ok_or_else(|| m2ugen_core::Error::Config { field: "tokenizer".into(), problem: format!("the model '{}' has no tokenizer (convert it with --tokenizer)", manifest.model) })?;
     let bytes = m2ugen_weights::loader::load_file(fetcher, &entry, options.cache).await?;
     let tokenizer = crate::tokenizer::TextTokenizer::from_bytes(&bytes).map_err(|e| m2ugen_core::Error::Config { field: "tokenizer".into(), problem: e.to_string() })?;
-    let mut store = load_store(gpu, dtype, fetcher, &manifest, |n| n.starts_with("llm.") || crate::features::is_encoder_tensor(n), options, |_| {}).await?;
+    let mut store = load_store(gpu, dtype, fetcher, &manifest, |n| n.starts_with("llm.") || crate::features::is_encoder_tensor(n), options, on_event).await?;
     let llama = build_llama(gpu, &manifest, &mut store, max_seq)?;
     let encoders = crate::features::Encoders::build(gpu, &manifest, &mut store, llama.config.dim)?;
     Ok(Understanding { manifest, llama, encoders, tokenizer })

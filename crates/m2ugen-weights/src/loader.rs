@@ -128,19 +128,27 @@ pub async fn load_manifest<F: Fetcher>(fetcher: &F) -> Result<Manifest> {
 /// Fetches and parses the manifest, keeping a copy in `cache`; when the fetch fails and the
 /// cache has a copy, that copy (and `true`: offline).
 pub async fn load_manifest_cached<F: Fetcher>(fetcher: &F, cache: Option<&dyn TensorCache>) -> Result<(Manifest, bool)> {
+    let (manifest, _, offline) = load_manifest_with_hash(fetcher, cache).await?;
+    Ok((manifest, offline))
+}
+
+/// As [`load_manifest_cached`], with the SHA-256 of the manifest's bytes (what a share link
+/// names the model's exact weights by).
+pub async fn load_manifest_with_hash<F: Fetcher>(fetcher: &F, cache: Option<&dyn TensorCache>) -> Result<(Manifest, [u8; 32], bool)> {
     let key = manifest_key(&fetcher.origin());
+    let hashed = |bytes: &[u8], offline| -> Result<(Manifest, [u8; 32], bool)> { Ok((Manifest::parse(bytes)?, Sha256::digest(bytes).into(), offline)) };
     match fetcher.fetch("manifest.json", None).await {
         Ok(Reply::Range(bytes) | Reply::Whole(bytes)) => {
-            let manifest = Manifest::parse(&bytes)?;
+            let parsed = hashed(&bytes, false)?;
             if let Some(cache) = cache {
                 // A full cache is reported by the tensors that follow.
                 let _ = cache.put(&key, &bytes).await;
             }
-            Ok((manifest, false))
+            Ok(parsed)
         }
         Err(e) => match cache {
             Some(cache) => match cache.get(&key).await {
-                Some(bytes) => Ok((Manifest::parse(&bytes)?, true)),
+                Some(bytes) => hashed(&bytes, true),
                 None => Err(e),
             },
             None => Err(e),
