@@ -1,6 +1,8 @@
 //! `m2ugen`: the native command line of m2ugen-web.
 //!
 //! - `m2ugen convert`: an official M2UGen checkpoint into the shard format.
+//! - `m2ugen default-model`: the tiny untrained model the page bundles (noise; see
+//!   [`default_model`] for using converted official weights instead).
 //! - `m2ugen verify`: stream a converted model from a directory or URL and check every hash.
 //! - `m2ugen info`: the GPU adapter, its features and limits.
 //! - `m2ugen bench [KERNEL]`: kernel throughput against a same-process copy baseline.
@@ -19,6 +21,7 @@
 mod bench_encoders;
 mod bench_llm;
 mod bench_music;
+mod default_model;
 mod make_music;
 mod understand;
 
@@ -42,6 +45,9 @@ struct Cli {
 enum Command {
     /// Convert an official M2UGen checkpoint and/or Hugging Face models into manifest + shards.
     Convert(ConvertArgs),
+    /// Write the page's bundled model: the test fixtures converted, UNTRAINED (it makes noise).
+    /// For real music convert official weights (`m2ugen convert`) and open the page with ?model=URL.
+    DefaultModel(default_model::DefaultModelArgs),
     /// Stream a converted model from a directory or an http(s) URL, checking every tensor's hash.
     Verify {
         /// A directory holding manifest.json, or the base URL it is served under.
@@ -270,6 +276,7 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Convert(args) => finish("convert: ", run_convert(&args), 2),
+        Command::DefaultModel(args) => finish_classified("default-model: ", default_model::run(&args)),
         Command::Verify { source, in_flight } => finish("verify: ", run_verify(&source, in_flight as usize), 2),
         Command::Serve { dir, addr, test_faults } => finish("serve: ", run_serve(&dir, &addr, test_faults), 2),
         Command::Info => finish("", pollster::block_on(run_info()), 1),
