@@ -9,6 +9,7 @@ source scripts/env.sh
 TRUNK_VERSION=0.21.14
 BINARYEN_VERSION=132.0.0
 PUPPETEER_VERSION=24.43.0
+AXE_VERSION=4.11.0
 # wasm-bindgen-cli must equal the wasm-bindgen crate in Cargo.lock.
 WASM_BINDGEN_VERSION=$(awk '/^name = "wasm-bindgen"$/ {getline; gsub(/version = |"/, ""); print; exit}' Cargo.lock)
 
@@ -47,9 +48,10 @@ fi
 
 # wasm-opt from npm: Debian's binaryen 108 produces pages that crash at load.
 npm_pkg_version() { node -e "try{console.log(require('$M2UGEN_TOOLS/node_modules/$1/package.json').version)}catch(e){}"; }
-if [ "$(npm_pkg_version binaryen)" != "$BINARYEN_VERSION" ] || [ "$(npm_pkg_version puppeteer-core)" != "$PUPPETEER_VERSION" ]; then
-  say "npm install binaryen@$BINARYEN_VERSION puppeteer-core@$PUPPETEER_VERSION"
-  (cd "$M2UGEN_TOOLS" && npm install --silent --no-audit --no-fund "binaryen@$BINARYEN_VERSION" "puppeteer-core@$PUPPETEER_VERSION" >/dev/null)
+# axe-core: the page's accessibility audit in the end-to-end run.
+if [ "$(npm_pkg_version binaryen)" != "$BINARYEN_VERSION" ] || [ "$(npm_pkg_version puppeteer-core)" != "$PUPPETEER_VERSION" ] || [ "$(npm_pkg_version axe-core)" != "$AXE_VERSION" ]; then
+  say "npm install binaryen@$BINARYEN_VERSION puppeteer-core@$PUPPETEER_VERSION axe-core@$AXE_VERSION"
+  (cd "$M2UGEN_TOOLS" && npm install --silent --no-audit --no-fund "binaryen@$BINARYEN_VERSION" "puppeteer-core@$PUPPETEER_VERSION" "axe-core@$AXE_VERSION" >/dev/null)
 fi
 
 say "tools ready: wasm-bindgen $WASM_BINDGEN_VERSION, trunk $TRUNK_VERSION, $(wasm-opt --version), chromium $(chromium --version 2>/dev/null | cut -d' ' -f2)"

@@ -199,6 +199,26 @@ impl Gpu {
         )
     }
 
+    /// Why the device was lost, if it was (errors stay for [`Gpu::check`]).
+    pub fn lost(&self) -> Option<String> {
+        platform::poll(&self.device);
+        self.lost.lock().ok().and_then(|l| l.clone()).map(|reason| Error::DeviceLost(reason).to_string())
+    }
+
+    /// After a failure: why the device was lost, if it was, waiting up to a second for the
+    /// browser to say so (a read on a lost device fails before its `lost` promise settles).
+    pub async fn loss_after_failure(&self) -> Option<String> {
+        for _ in 0..20 {
+            if let Some(reason) = self.lost() {
+                return Some(reason);
+            }
+            if !platform::pause_ms(50).await {
+                break;
+            }
+        }
+        self.lost()
+    }
+
     /// Fails if the device was lost or reported an error since the last check.
     pub fn check(&self, what: &str) -> Result<()> {
         if self.errors.lock().is_ok_and(|e| !e.is_empty()) {

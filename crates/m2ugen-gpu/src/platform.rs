@@ -54,6 +54,31 @@ pub async fn wait<T>(device: &wgpu::Device, done: futures_channel::oneshot::Rece
 }
 
 /// Runs pending device callbacks without blocking (natively; the browser runs them itself).
+/// Waits `ms` milliseconds, letting the browser run its tasks (the device-lost promise among
+/// them); natively the device's callbacks run on poll, so there is nothing to wait for: `false`.
+pub async fn pause_ms(ms: i32) -> bool {
+    #[cfg(native)]
+    {
+        let _ = ms;
+        false
+    }
+    #[cfg(web)]
+    {
+        let promise = js_sys::Promise::new(&mut |resolve, _| {
+            let set_timeout = js_sys::Reflect::get(&js_sys::global(), &"setTimeout".into()).ok().and_then(|f| wasm_bindgen::JsCast::dyn_into::<js_sys::Function>(f).ok());
+            match set_timeout {
+                Some(f) => {
+                    let _ = f.call2(&wasm_bindgen::JsValue::UNDEFINED, &resolve, &ms.into());
+                }
+                None => {
+                    let _ = resolve.call0(&wasm_bindgen::JsValue::UNDEFINED);
+                }
+            }
+        });
+        wasm_bindgen_futures::JsFuture::from(promise).await.is_ok()
+    }
+}
+
 pub fn poll(device: &wgpu::Device) {
     #[cfg(native)]
     let _ = device.poll(wgpu::PollType::Poll);
@@ -72,6 +97,8 @@ pub fn now_ms() -> f64 {
     }
     #[cfg(web)]
     {
-        web_sys::window().and_then(|w| w.performance()).map_or(0.0, |p| p.now())
+        // The page's or the worker's clock (a worker has no window).
+        use wasm_bindgen::JsCast;
+        js_sys::Reflect::get(&js_sys::global(), &"performance".into()).ok().and_then(|p| p.dyn_into::<web_sys::Performance>().ok()).map_or(0.0, |p| p.now())
     }
 }

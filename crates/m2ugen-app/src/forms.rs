@@ -1,0 +1,69 @@
+//! The page's forms and addresses, checked: the model URL, a music request, what kind of file
+//! an upload is. Plain Rust, tested natively; every refusal names the field and says what to give.
+
+use crate::protocol::{Medium, MusicRequest};
+
+/// Longest model URL accepted.
+pub const MAX_MODEL_URL: usize = 2048;
+/// Largest seed the page takes (JavaScript numbers are exact up to 2^53).
+pub const MAX_SEED: u64 = (1 << 53) - 1;
+
+/// A model URL the page will fetch from: a path on this site, or an absolute URL whose origin
+/// the page's Content-Security-Policy allows (`connect-src`, as built: see the README's
+/// `M2UGEN_MODEL_ORIGIN`); at most 2048 bytes.
+pub fn check_model_url<'a>(url: &'a str, allowed: &[String]) -> Result<&'a str, String> {
+    let url = url.trim();
+    if url.is_empty() || url.len() > MAX_MODEL_URL {
+        return Err(format!("the model URL must be 1 to {MAX_MODEL_URL} characters"));
+    }
+    // Browsers drop tabs and newlines inside URLs and read '\\' as '/': a path with any of them
+    // could name another host ("/\\evil.example", "/\t/evil.example").
+    if url.chars().any(|c| c.is_control() || c.is_whitespace() || c == '\\') {
+        return Err("the model URL may not hold spaces, control characters or backslashes".into());
+    }
+    let lower = url.to_ascii_lowercase();
+    if !lower.contains(':') && !lower.starts_with("//") {
+        return Ok(url);
+    }
+    let Some(rest) = lower.strip_prefix("https://").or_else(|| lower.strip_prefix("http://")) else {
+        return Err(format!("the model URL '{url}' is neither a path on this site nor an http(s) URL"));
+    };
+    let scheme = &lower[..lower.len() - rest.len()];
+    let origin = format!("{scheme}{}", rest.split(['/', '?', '#']).next().unwrap_or(""));
+    if allowed.iter().any(|a| a.trim_end_matches('/').eq_ignore_ascii_case(&origin)) {
+        Ok(url)
+    } else {
+        Err(format!("the model URL's origin {origin} is not allowed by this page's Content-Security-Policy: serve the model beside the page, or build the page with M2UGEN_MODEL_ORIGIN={origin} (see the README)"))
+    }
+}
+
+/// What kind of medium a file is, from its type or its name.
+pub fn medium_of_file(name: &str, mime: &str) -> Option<Medium> {
+    let ext = name.rsplit('.').next().unwrap_or("").to_ascii_lowercase();
+    if mime.starts_with("audio/") || ["wav", "flac", "mp3", "ogg", "oga", "opus", "m4a", "aac", "weba"].contains(&ext.as_str()) {
+        Some(Medium::Music)
+    } else if mime.starts_with("image/") || ["png", "jpg", "jpeg", "webp", "gif", "bmp", "avif"].contains(&ext.as_str()) {
+        Some(Medium::Image)
+    } else if mime.starts_with("video/") || ["mp4", "webm", "mov", "mkv", "ogv"].contains(&ext.as_str()) {
+        Some(Medium::Video)
+    } else {
+        None
+    }
+}
+
+/// A music request from the form, each field checked and named.
+pub fn music_request(prompt: &str, seconds: &str, seed: &str, guidance: &str, mode: &str, answer_tokens: &str) -> Result<MusicRequest, String> {
+    let seconds: f32 = seconds.trim().parse().map_err(|_| format!("length '{seconds}': give a number of seconds"))?;
+    let seed: u64 = seed.trim().parse().ok().filter(|s| *s <= MAX_SEED).ok_or_else(|| format!("seed '{seed}': give a whole number from 0 to {MAX_SEED}"))?;
+    let guidance: f32 = guidance.trim().parse().map_err(|_| format!("guidance '{guidance}': give a number (1 turns guidance off)"))?;
+    let answer_tokens = answer_length(answer_tokens)?;
+    let request = MusicRequest { prompt: prompt.to_string(), mode: (!mode.is_empty()).then(|| mode.to_string()), seconds, guidance, seed, temperature: 1.0, top_k: 250, answer_tokens };
+    crate::engine::music_settings(&request).map_err(|e| e.1)?;
+    Ok(request)
+}
+
+/// The answer length field: 1 to [`crate::engine::MAX_ANSWER_TOKENS`] tokens.
+pub fn answer_length(text: &str) -> Result<u32, String> {
+    let max = crate::engine::MAX_ANSWER_TOKENS;
+    text.trim().parse::<u32>().ok().filter(|n| (1..=max).contains(n)).ok_or_else(|| format!("answer length '{text}': give a whole number of tokens from 1 to {max}"))
+}

@@ -1,0 +1,153 @@
+//! The page's plain-Rust parts, natively: forms, the waveform, words for sizes and times, the
+//! messages' serialisation.
+#![cfg(not(target_arch = "wasm32"))]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use m2ugen_app::display::{format_bytes, format_duration, format_eta, format_progress, peaks, waveform_path};
+use m2ugen_app::engine::music_settings;
+use m2ugen_app::forms::{answer_length, check_model_url, medium_of_file, music_request, MAX_SEED};
+use m2ugen_app::protocol::{Failure, FromEngine, Medium, MusicRequest, ToEngine};
+use m2ugen_pipeline::Sampling;
+
+fn request() -> MusicRequest {
+    MusicRequest { prompt: "calm piano".into(), mode: None, seconds: 2.0, guidance: 3.0, seed: 1, temperature: 1.0, top_k: 250, answer_tokens: 64 }
+}
+
+#[test]
+fn music_settings_name_the_field_out_of_range() {
+    let ok = music_settings(&request()).unwrap();
+    assert_eq!((ok.frames, ok.guidance, ok.seed), (100, 3.0, 1));
+    for (r, field) in [
+        (MusicRequest { seconds: 0.0, ..request() }, "length 0 s"),
+        (MusicRequest { seconds: 121.0, ..request() }, "at most 120 s"),
+        (MusicRequest { seconds: f32::NAN, ..request() }, "length NaN"),
+        (MusicRequest { guidance: -1.0, ..request() }, "guidance -1"),
+        (MusicRequest { temperature: f32::INFINITY, ..request() }, "temperature inf"),
+        (MusicRequest { prompt: "  ".into(), ..request() }, "music prompt is empty"),
+        (MusicRequest { prompt: "x".repeat(2001), ..request() }, "bytes long"),
+        (MusicRequest { answer_tokens: 0, ..request() }, "answer length 0"),
+    ] {
+        let e = music_settings(&r).unwrap_err();
+        assert_eq!(e.0, Failure::Input);
+        assert!(e.1.contains(field), "{}", e.1);
+    }
+    assert_eq!(music_settings(&MusicRequest { temperature: 0.0, ..request() }).unwrap().sampling, Sampling::Greedy);
+}
+
+#[test]
+fn the_music_form_is_read_and_checked_field_by_field() {
+    let r = music_request("drums", " 2.5 ", "42", "3", "caption", "64").unwrap();
+    assert_eq!((r.seconds, r.seed, r.guidance, r.mode.as_deref(), r.answer_tokens), (2.5, 42, 3.0, Some("caption"), 64));
+    assert_eq!(music_request("drums", "1", "0", "1", "", "8").unwrap().mode, None);
+    for (args, expected) in [
+        (["drums", "x", "0", "3", "", "8"], "length 'x'"),
+        (["drums", "1", "-1", "3", "", "8"], "seed '-1'"),
+        (["drums", "1", &(MAX_SEED + 1).to_string(), "3", "", "8"], "seed '9007199254740992'"),
+        (["drums", "1", "0", "loud", "", "8"], "guidance 'loud'"),
+        (["drums", "1", "0", "3", "", "0"], "answer length '0'"),
+        (["drums", "500", "0", "3", "", "8"], "at most 120 s"),
+    ] {
+        let e = music_request(args[0], args[1], args[2], args[3], args[4], args[5]).unwrap_err();
+        assert!(e.contains(expected), "{args:?}: {e}");
+    }
+    assert_eq!(answer_length("1024"), Ok(1024));
+    assert!(answer_length("1025").is_err());
+}
+
+#[test]
+fn model_urls_are_paths_or_origins_the_policy_allows() {
+    let allowed = vec!["https://CDN.example.org".to_string()];
+    assert_eq!(check_model_url("model", &allowed), Ok("model"));
+    assert_eq!(check_model_url(" models/m2ugen-small/ ", &allowed), Ok("models/m2ugen-small/"));
+    assert!(check_model_url("https://cdn.example.org/m2ugen", &allowed).is_ok());
+    assert!(check_model_url("HTTPS://CDN.EXAMPLE.ORG/m2ugen", &allowed).is_ok());
+    for (url, expected) in [
+        ("https://evil.example.com/m", "origin https://evil.example.com is not allowed"),
+        ("https://cdn.example.org.evil.com/m", "origin https://cdn.example.org.evil.com is not allowed"),
+        ("javascript:alert(1)", "neither a path on this site nor an http(s) URL"),
+        ("//evil.example.com/m", "neither a path"),
+        ("/\\evil.example.com/m", "backslashes"),
+        ("/\t/evil.example.com/m", "control characters"),
+        ("", "1 to 2048 characters"),
+    ] {
+        let e = check_model_url(url, &allowed).unwrap_err();
+        assert!(e.contains(expected), "{url}: {e}");
+    }
+    assert!(check_model_url(&"a".repeat(2049), &allowed).is_err());
+}
+
+#[test]
+fn uploads_are_told_apart_by_type_or_name() {
+    assert_eq!(medium_of_file("a.bin", "audio/mpeg"), Some(Medium::Music));
+    assert_eq!(medium_of_file("Song.FLAC", ""), Some(Medium::Music));
+    assert_eq!(medium_of_file("cat.jpeg", ""), Some(Medium::Image));
+    assert_eq!(medium_of_file("clip", "video/webm"), Some(Medium::Video));
+    assert_eq!(medium_of_file("notes.txt", "text/plain"), None);
+}
+
+#[test]
+fn the_waveform_outlines_each_stretch() {
+    let samples: Vec<f32> = (0..1000).map(|i| if i < 500 { 0.5 } else { -0.25 }).collect();
+    let p = peaks(&samples, 4);
+    assert_eq!(p, vec![(0.0, 0.5), (0.0, 0.5), (-0.25, 0.0), (-0.25, 0.0)]);
+    assert_eq!(peaks(&samples[..3], 10).len(), 3);
+    assert!(peaks(&[], 10).is_empty());
+    assert_eq!(peaks(&[f32::NAN, 1.0], 1), vec![(0.0, 1.0)]);
+    // Bars at the centre of each stretch: 0.5 reaches a quarter of the way down from the top.
+    let d = waveform_path(&[(0.0, 0.5), (-1.0, 0.0)], 100.0, 80.0);
+    assert_eq!(d, "M25.0 20.0V40.5M75.0 39.5V80.0");
+}
+
+#[test]
+fn sizes_rates_and_times_in_words() {
+    assert_eq!(format_bytes(512), "512 B");
+    assert_eq!(format_bytes(1536), "1.5 KiB");
+    assert_eq!(format_bytes(3 << 30), "3.0 GiB");
+    assert_eq!(format_eta(Some(5.4)), "5 s");
+    assert_eq!(format_eta(Some(185.0)), "3 min 5 s");
+    assert_eq!(format_eta(Some(7260.0)), "2 h 1 min");
+    assert_eq!(format_eta(None), "—");
+    assert_eq!(format_eta(Some(f64::INFINITY)), "—");
+    assert_eq!(format_progress(1 << 20, 4 << 20, 0, 524288.0, Some(6.0)), "1.0 MiB of 4.0 MiB (25%), 512.0 KiB/s, 6 s left");
+    assert_eq!(format_progress(2048, 2048, 2048, 0.0, None), "2.0 KiB of 2.0 KiB (100%), 2.0 KiB from this browser's cache");
+    assert_eq!(format_duration(7.5), "0:07.5");
+    assert_eq!(format_duration(123.0), "2:03.0");
+}
+
+#[test]
+fn messages_survive_serialisation() {
+    // serde_json stands in for serde-wasm-bindgen here: the same derive, another format.
+    let to = ToEngine::Generate { job: 3, request: request() };
+    assert_eq!(serde_json::from_str::<ToEngine>(&serde_json::to_string(&to).unwrap()).unwrap(), to);
+    let from = FromEngine::Failed { job: Some(2), failure: Failure::Link, message: "damaged".into() };
+    assert_eq!(serde_json::from_str::<FromEngine>(&serde_json::to_string(&from).unwrap()).unwrap(), from);
+}
+
+#[test]
+fn a_model_whose_tensor_exceeds_the_gpu_buffer_limit_is_refused_by_name() {
+    use m2ugen_weights::{Manifest, StoredType, TensorEntry};
+    let tensor = |name: &str, shape: Vec<usize>, dtype: StoredType, bytes: u64| TensorEntry { name: name.into(), shape, dtype, shard: 0, offset: 0, bytes, sha256: "0".repeat(64), continued: Vec::new() };
+    let manifest = Manifest {
+        format: m2ugen_weights::manifest::FORMAT.into(),
+        model: "big".into(),
+        version: "1".into(),
+        kind: m2ugen_core::config::ModelKind::M2ugenMusicgen,
+        components: Default::default(),
+        tokenizer: None,
+        text_tokenizer: None,
+        shards: Vec::new(),
+        // Stored in f16 (2 MiB), uploaded in f32: 4 MiB; a 4-bit weight counts as stored.
+        tensors: vec![tensor("llm.tok_embeddings.weight", vec![1024, 1024], StoredType::F16, 2 << 20), tensor("llm.layers.0.attention.wq", vec![4096, 4096], StoredType::Q4, 9 << 20)],
+    };
+    use m2ugen_app::engine::check_fits;
+    use m2ugen_core::DType;
+    assert!(check_fits(&manifest, DType::F32, 16 << 20).is_ok());
+    let e = check_fits(&manifest, DType::F32, 8 << 20).unwrap_err();
+    assert!(e.contains("'llm.layers.0.attention.wq' needs 9.0 MiB") && e.contains("allows 8.0 MiB (maxBufferSize)"), "{e}");
+    let e = check_fits(&manifest, DType::F32, 3 << 20).unwrap_err();
+    assert!(e.contains("'llm.layers.0.attention.wq'"), "the largest is named: {e}");
+    assert!(check_fits(&manifest, DType::F16, 2 << 20).unwrap_err().contains("'llm.layers.0.attention.wq'"));
+    let only_embedding = Manifest { tensors: manifest.tensors[..1].to_vec(), ..manifest.clone() };
+    assert!(check_fits(&only_embedding, DType::F16, 2 << 20).is_ok(), "f16 halves the upload");
+    assert!(check_fits(&only_embedding, DType::F32, 2 << 20).unwrap_err().contains("needs 4.0 MiB"));
+}
