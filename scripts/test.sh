@@ -6,10 +6,10 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 source scripts/env.sh
 
-echo "== native: unit tests, naga validation, GPU kernels (lavapipe or your GPU), the CLI"
+echo "== [${SECONDS}s] native: unit tests, naga validation, GPU kernels (lavapipe or your GPU), the CLI"
 cargo test --locked
 
-echo "== browser: every library crate builds for wasm32; the GPU suite, parity and the page's components in headless Chromium"
+echo "== [${SECONDS}s] browser: every library crate builds for wasm32; the GPU suite, parity and the page's components in headless Chromium"
 cargo build --locked --target wasm32-unknown-unknown -p m2ugen-core -p m2ugen-gpu -p m2ugen-models -p m2ugen-weights -p m2ugen-pipeline -p m2ugen-media
 # The browser reads the reference fixture as the page reads a CDN: converted, then served over
 # HTTP (Range, CORS) by `m2ugen serve`, whose URL the browser parity tests are compiled with.
@@ -33,7 +33,8 @@ for _ in $(seq 50); do [ -s "$served.url" ] && break; kill -0 $server 2>/dev/nul
 export M2UGEN_FIXTURE_URL=$(head -n1 "$served.url")
 cargo test --locked --target wasm32-unknown-unknown -p m2ugen-tests -p m2ugen-app
 
-echo "== page: trunk build, then the built page end to end"
+echo "== [${SECONDS}s] page: trunk build, then the built page end to end"
 cargo fetch --locked
 trunk --config trunk.toml build --release --offline
 node tests/e2e/page.mjs "$PWD/dist"
+echo "== [${SECONDS}s] done"

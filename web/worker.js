@@ -9,5 +9,7 @@ const same = (u) => new URL(u, self.location.href).origin === self.location.orig
 if (!js || !wasm || !same(js) || !same(wasm)) {
   throw new Error("worker.js needs ?js=&wasm= naming this site's own scripts");
 }
+// The end-to-end run's stand-in for a browser that offers WebGPU to pages but not to workers.
+if (query.has("no-gpu")) Object.defineProperty(self.navigator, "gpu", { value: undefined });
 const bindings = await import(new URL(js, self.location.href).href);
 await bindings.default({ module_or_path: new URL(wasm, self.location.href).href });

@@ -189,7 +189,7 @@ fn own_scripts() -> Option<(String, String)> {
 /// tests) on the page's thread.
 fn start_engine(state: State, engine: Engine) {
     let handle = match own_scripts() {
-        Some((js, wasm)) => match EngineHandle::in_worker_thread(&js, &wasm, move |env| on_reply(state, engine, env)) {
+        Some((js, wasm)) => match EngineHandle::in_worker_thread(&js, &wasm, test_hook("no-worker-gpu"), move |env| on_reply(state, engine, env)) {
             Ok(h) => h,
             Err(e) => {
                 state.notices.update(|n| n.push(format!("The engine's worker could not start ({e}): it runs on the page's thread.")));
@@ -357,6 +357,12 @@ fn refresh_cache(state: State) {
     });
 }
 
+/// Whether the page's address asks for the end-to-end tests' hooks (`?test-hooks`), or for
+/// the one named (`?test-hooks=NAME`).
+fn test_hook(name: &str) -> bool {
+    location_search().split(['?', '&']).any(|kv| kv == "test-hooks" && name.is_empty() || kv.strip_prefix("test-hooks=").is_some_and(|v| name.is_empty() || v == name))
+}
+
 /// For the end-to-end tests (`?test-hooks`): `window.m2ugenLoseDevice()` destroys the GPU
 /// device, as a driver reset would. Harmless to a user: it only costs them a reload.
 fn install_test_hooks(engine: Engine) {
@@ -383,7 +389,7 @@ pub fn App() -> impl IntoView {
         state.fail(Failure::Link, format!("this page's address ends in '{}', which is not a share link (they start with #m2ugen=1.)", hash.chars().take(40).collect::<String>()));
     }
     start_engine(state, engine);
-    if location_search().split(['?', '&']).any(|kv| kv == "test-hooks") {
+    if test_hook("") {
         install_test_hooks(engine);
     }
     // A share link opened while the page is open.

@@ -129,10 +129,12 @@ impl EngineHandle {
 
     /// Starts the engine in a module worker (`worker.js`, given the page's wasm-bindgen script
     /// and wasm); replies go to `on_reply`, and a worker that fails to start reports a failure.
-    pub fn in_worker_thread(js: &str, wasm: &str, on_reply: impl Fn(Envelope<FromEngine>) + 'static) -> Result<EngineHandle, String> {
+    /// `hide_gpu` (for the end-to-end run) makes the worker a browser's that offers WebGPU to
+    /// pages only.
+    pub fn in_worker_thread(js: &str, wasm: &str, hide_gpu: bool, on_reply: impl Fn(Envelope<FromEngine>) + 'static) -> Result<EngineHandle, String> {
         let options = web_sys::WorkerOptions::new();
         options.set_type(web_sys::WorkerType::Module);
-        let url = format!("worker.js?js={}&wasm={}", js_sys::encode_uri_component(js), js_sys::encode_uri_component(wasm));
+        let url = format!("worker.js?js={}&wasm={}{}", js_sys::encode_uri_component(js), js_sys::encode_uri_component(wasm), if hide_gpu { "&no-gpu" } else { "" });
         let worker = web_sys::Worker::new_with_options(&url, &options).map_err(|e| m2ugen_weights::web::js_message(&e))?;
         let on_reply = std::rc::Rc::new(on_reply);
         let on_message = {
