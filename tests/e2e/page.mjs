@@ -319,6 +319,26 @@ await scenario("malformed-share-link", webgpu, async (page) => {
   await expectText(page, "[data-testid=error-link]", /share link/, "a malformed link is named");
 });
 
+await scenario("profiles-and-a-link-with-a-bad-model-url", webgpu, async (page) => {
+  await page.goto(base, { waitUntil: "load" });
+  await page.waitForSelector("[data-testid=adapter]");
+  // A named model fills the URL field (built without a model origin: models/ on this site);
+  // its folder is not served here, and loading it says so, naming it.
+  await page.select("[data-testid=profile]", "3");
+  const url = await page.$eval("#model-url", (e) => e.value);
+  if (url !== "models/mu-llama/") throw new Error(`the MU-LLaMA profile set the URL to '${url}'`);
+  await page.waitForFunction(() => !document.querySelector("[data-testid=load]").disabled);
+  await page.click("[data-testid=load]");
+  await expectText(page, "[role=alert][data-testid^=error-]", /mu-llama/, "a profile whose folder is missing is named");
+  await page.select("[data-testid=profile]", "bundled");
+  if ((await page.$eval("#model-url", (e) => e.value)) !== "model") throw new Error("the bundled profile did not set the URL back to 'model'");
+  // A share link opened while the URL field names a model the page may not fetch is refused
+  // before anything is fetched.
+  await page.$eval("#model-url", (e) => { e.value = "https://elsewhere.example/m/"; e.dispatchEvent(new Event("input", { bubbles: true })); });
+  await page.evaluate(() => { location.hash = "#m2ugen=1.AAAA"; });
+  await expectText(page, "[data-testid=error-input]", /share link cannot be opened.*elsewhere\.example/, "the link's model URL is checked");
+});
+
 await scenario("undecodable-upload", webgpu, async (page) => {
   await loadModel(page);
   await (await page.$("[data-testid=attach]")).uploadFile(broken);

@@ -67,3 +67,32 @@ pub fn answer_length(text: &str) -> Result<u32, String> {
     let max = crate::engine::MAX_ANSWER_TOKENS;
     text.trim().parse::<u32>().ok().filter(|n| (1..=max).contains(n)).ok_or_else(|| format!("answer length '{text}': give a whole number of tokens from 1 to {max}"))
 }
+
+/// A model the page knows by name: where its converted folder is expected, under the model
+/// origin the page is built for (or `models/` on this site), and what it is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Profile {
+    /// What the picker shows.
+    pub label: &'static str,
+    /// The folder `m2ugen convert --out` writes (the README gives each one's command).
+    pub folder: &'static str,
+}
+
+/// The models the picker offers after the bundled one: M2UGen with either MusicGen, M2UGen with
+/// AudioLDM 2, MU-LLaMA for questions about music, and MusicGen alone for text to music.
+pub const PROFILES: [Profile; 5] = [
+    Profile { label: "M2UGen with MusicGen small", folder: "m2ugen-musicgen-small" },
+    Profile { label: "M2UGen with MusicGen medium", folder: "m2ugen-musicgen-medium" },
+    Profile { label: "M2UGen with AudioLDM 2", folder: "m2ugen-audioldm2" },
+    Profile { label: "MU-LLaMA (questions about music)", folder: "mu-llama" },
+    Profile { label: "MusicGen small alone (text to music)", folder: "musicgen-small" },
+];
+
+/// The URL of `profile`'s folder: under the first origin the page may fetch models from (as
+/// built with `M2UGEN_MODEL_ORIGIN`), else under `models/` on this site.
+pub fn profile_url(profile: &Profile, allowed: &[String]) -> String {
+    match allowed.first() {
+        Some(origin) => format!("{}/{}/", origin.trim_end_matches('/'), profile.folder),
+        None => format!("models/{}/", profile.folder),
+    }
+}

@@ -4,7 +4,7 @@
 //! User-visible text (questions, answers, prompts, file names, error messages) is always
 //! inserted as text nodes, never as HTML.
 
-use crate::forms::{check_model_url, medium_of_file, music_request};
+use crate::forms::{check_model_url, medium_of_file, music_request, profile_url, PROFILES};
 use crate::display::{format_bytes, format_duration, format_progress, peaks, waveform_path};
 use crate::media::{decode_image, decode_music, decode_video, file_bytes, Limits};
 use crate::protocol::{Attachment, Envelope, Failure, FromEngine, Medium, ModelInfo, ToEngine, TrackInfo};
@@ -336,9 +336,15 @@ fn track_view(info: TrackInfo, samples: &[f32]) -> Result<TrackView, String> {
 }
 
 fn open_link(state: State, engine: Engine, link: String) {
+    // The model URL field may have been edited since it was last checked: a link only decodes
+    // with EnCodec from a model the page may fetch.
+    let url = match check_model_url(&state.model_url.get_untracked(), &allowed_origins()) {
+        Ok(url) => url.to_string(),
+        Err(e) => return state.fail(Failure::Input, format!("the share link cannot be opened: {e}")),
+    };
     let job = state.next();
     state.busy.set(Some(Busy::Opening));
-    send(engine, ToEngine::OpenShared { job, url: state.model_url.get_untracked(), link });
+    send(engine, ToEngine::OpenShared { job, url, link });
 }
 
 fn refresh_cache(state: State) {
@@ -524,9 +530,27 @@ fn ModelPanel(engine: Engine) -> impl IntoView {
         })
     };
     let busy = move || state.busy.get().is_some();
+    // A profile fills the URL field; the field stays editable for any other folder.
+    let pick = move |ev: web_sys::Event| {
+        let choice = event_target_value(&ev);
+        let url = match choice.parse::<usize>().ok().and_then(|i| PROFILES.get(i)) {
+            Some(p) => profile_url(p, &allowed_origins()),
+            None => DEFAULT_MODEL.to_string(),
+        };
+        state.model_url.set(url);
+    };
+    let base = allowed_origins().first().map_or_else(|| "models/ on this site".to_string(), |o| format!("{o}/"));
     view! {
         <section aria-labelledby="model-heading">
             <h2 id="model-heading">"Model"</h2>
+            <div class="row">
+                <label for="model-profile">"Model"</label>
+                <select id="model-profile" data-testid="profile" on:change=pick disabled=busy>
+                    <option value="bundled" selected=true>"Bundled tiny model (untrained, works offline)"</option>
+                    {PROFILES.iter().enumerate().map(|(i, p)| view! { <option value=i.to_string()>{p.label}</option> }).collect_view()}
+                </select>
+            </div>
+            <p class="hint">"Each named model is a folder converted with m2ugen convert (the README gives the commands), expected under " {base} "."</p>
             <div class="row">
                 <label for="model-url">"Model URL (a folder with manifest.json)"</label>
                 <input id="model-url" type="text" bind:value=state.model_url autocomplete="off" spellcheck="false" />

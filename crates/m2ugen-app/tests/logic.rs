@@ -5,7 +5,7 @@
 
 use m2ugen_app::display::{format_bytes, format_duration, format_eta, format_progress, peaks, waveform_path};
 use m2ugen_app::engine::music_settings;
-use m2ugen_app::forms::{answer_length, check_model_url, medium_of_file, music_request, MAX_SEED};
+use m2ugen_app::forms::{answer_length, check_model_url, medium_of_file, music_request, profile_url, MAX_SEED, PROFILES};
 use m2ugen_app::protocol::{Failure, FromEngine, Medium, MusicRequest, ToEngine};
 use m2ugen_pipeline::Sampling;
 
@@ -150,4 +150,23 @@ fn a_model_whose_tensor_exceeds_the_gpu_buffer_limit_is_refused_by_name() {
     let only_embedding = Manifest { tensors: manifest.tensors[..1].to_vec(), ..manifest.clone() };
     assert!(check_fits(&only_embedding, DType::F16, 2 << 20).is_ok(), "f16 halves the upload");
     assert!(check_fits(&only_embedding, DType::F32, 2 << 20).unwrap_err().contains("needs 4.0 MiB"));
+}
+
+#[test]
+fn profiles_point_under_the_model_origin_and_pass_the_url_check() {
+    let origin = vec!["https://models.example.org".to_string()];
+    let urls: Vec<String> = PROFILES.iter().map(|p| profile_url(p, &origin)).collect();
+    assert_eq!(urls[0], "https://models.example.org/m2ugen-musicgen-small/");
+    assert_eq!(urls[3], "https://models.example.org/mu-llama/");
+    // Built without a model origin: folders under models/ on the page's own site.
+    assert_eq!(profile_url(&PROFILES[4], &[]), "models/musicgen-small/");
+    // Every profile's URL is one the page will load (the CSP allows it), with either base.
+    for p in &PROFILES {
+        for allowed in [&origin[..], &[]] {
+            let url = profile_url(p, allowed);
+            assert_eq!(check_model_url(&url, allowed), Ok(url.as_str()), "{}", p.label);
+        }
+    }
+    let folders: std::collections::BTreeSet<_> = PROFILES.iter().map(|p| p.folder).collect();
+    assert_eq!(folders.len(), PROFILES.len(), "two profiles share a folder");
 }
