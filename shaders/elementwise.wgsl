@@ -1,17 +1,19 @@
 // Element-wise ops over a flat run of `n` elements (one chunk of a tensor).
 //
 // Bindings:
-//   0 params            ElementwiseParams { n, b_len }
+//   0 params            ElementwiseParams { n, b_len, slope }
 //   1 a    (n)          input
 //   2 b    (b_len)      second input of add/sub/mul, repeated every b_len elements (a bias row);
 //                       not bound for the one-input ops. swiglu: b_len is the half width h, and
 //                       a holds rows of 2h (gate then up); out has rows of h
 //   3 out  (n)          result
+// slope: leaky_relu's factor on negative values.
 // One invocation computes one element, in f32, and stores it as `elem`.
 
 struct Params {
     n: u32,
     b_len: u32,
+    slope: f32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -113,6 +115,15 @@ fn relu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let i = element_index(wid, nwg, lid);
     if (i >= p.n) { return; }
     out[i] = elem(max(f32(a[i]), 0.0));
+}
+
+// Leaky ReLU, x or slope * x below zero (HiFi-GAN's 0.1, PyTorch's default 0.01).
+@compute @workgroup_size(GROUP)
+fn leaky_relu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let i = element_index(wid, nwg, lid);
+    if (i >= p.n) { return; }
+    let v = f32(a[i]);
+    out[i] = elem(select(v * p.slope, v, v > 0.0));
 }
 
 // SwiGLU of the two halves of each row of a: silu(gate) * up (the gate of a feed-forward).

@@ -1,10 +1,12 @@
-//! 1-D convolutions as the models use them (MERT's feature extractor and positional convolution,
-//! EnCodec's SEANet decoder), described once for the GPU launchers and the CPU twins.
+//! Convolutions as the models use them, described once for the GPU launchers and the CPU twins:
+//! 1-D for MERT's feature extractor and positional convolution and EnCodec's SEANet decoder, 2-D
+//! for AudioLDM 2's UNet and VAE.
 //!
 //! **Layout.** Sequences are channels-last: `(batch, time, channels)`, one time step a row, so
-//! norms and products over channels stay row operations. Weights keep PyTorch's layout as the
-//! converter stores them: `conv1d` `(c_out, c_in / groups, kernel)`, `conv_transpose1d`
-//! `(c_in, c_out / groups, kernel)`.
+//! norms and products over channels stay row operations; images likewise `(batch, height,
+//! width, channels)`, one pixel a row. Weights keep PyTorch's layout as the converter stores
+//! them: `conv1d` `(c_out, c_in / groups, kernel)`, `conv_transpose1d` `(c_in, c_out / groups,
+//! kernel)`, `conv2d` `(c_out, c_in / groups, kh, kw)`.
 
 /// How a convolution's input is extended past its ends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -108,6 +110,48 @@ impl ConvTranspose1d {
     }
 }
 
+/// A `conv2d` over channels-last images `(batch, height, width, channels)`; weight in PyTorch's
+/// layout `(c_out, c_in / groups, kh, kw)`; zero padding. Pairs are `[height, width]`:
+/// `y[b, oy, ox, co] = bias[co] + Σ_{ci in co's group, ky, kx} w[co, ci, ky, kx] ·
+/// x[b, oy·stride[0] + ky·dilation[0] - padding[0], ox·stride[1] + kx·dilation[1] - padding[1], ci]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conv2d {
+    /// Step between output pixels, `[height, width]`.
+    pub stride: [usize; 2],
+    /// Zeros added on both sides, `[height, width]`.
+    pub padding: [usize; 2],
+    /// Step between kernel taps, `[height, width]`.
+    pub dilation: [usize; 2],
+    /// Channel groups (`c_in` and `c_out` both divide by it; depthwise: `groups == c_in`).
+    pub groups: usize,
+}
+
+impl Conv2d {
+    /// Stride 1, padding 0, dilation 1, one group.
+    pub fn plain() -> Self {
+        Conv2d { stride: [1, 1], padding: [0, 0], dilation: [1, 1], groups: 1 }
+    }
+
+    /// Stride 1 and padding `kernel / 2` on every side: the size-keeping convolution of an odd
+    /// square kernel (3x3 with padding 1 is diffusers' `Conv2d(.., 3, padding=1)`).
+    pub fn same(kernel: usize) -> Self {
+        Conv2d { padding: [kernel / 2; 2], ..Conv2d::plain() }
+    }
+
+    /// Output `(height, width)` for an input of `h x w` pixels and a `kh x kw` kernel, PyTorch's
+    /// `(size + 2·padding - dilation·(k - 1) - 1) / stride + 1`; `(0, 0)` when the kernel does not
+    /// fit either way (or a stride is 0).
+    pub fn out_size(&self, h: usize, w: usize, kh: usize, kw: usize) -> (usize, usize) {
+        let axis = |size: usize, k: usize, d: usize| {
+            let span = self.dilation[d] * (k.max(1) - 1) + 1;
+            let padded = size + 2 * self.padding[d];
+            if padded < span || self.stride[d] == 0 { 0 } else { (padded - span) / self.stride[d] + 1 }
+        };
+        let (oh, ow) = (axis(h, kh, 0), axis(w, kw, 1));
+        if oh == 0 || ow == 0 { (0, 0) } else { (oh, ow) }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,5 +180,32 @@ mod tests {
         // EnCodec upsampling by 8 with kernel 16, trimmed by kernel - stride.
         let t = ConvTranspose1d { stride: 8, dilation: 1, groups: 1, trim_left: 0, trim_right: 8 };
         assert_eq!(t.out_len(50, 16), 400);
+    }
+
+    #[test]
+    fn conv2d_output_sizes_follow_pytorch() {
+        // diffusers' 3x3 padding 1 keeps the size, odd sizes included.
+        assert_eq!(Conv2d::same(3).out_size(64, 256, 3, 3), (64, 256));
+        assert_eq!(Conv2d::same(3).out_size(5, 7, 3, 3), (5, 7));
+        assert_eq!(Conv2d::same(3), Conv2d { stride: [1, 1], padding: [1, 1], dilation: [1, 1], groups: 1 });
+        assert_eq!(Conv2d::same(1), Conv2d::plain());
+        // The UNet's downsampler: 3x3, stride 2, padding 1 halves, rounding up: (13 + 2 - 3) / 2 + 1.
+        let down = Conv2d { stride: [2, 2], ..Conv2d::same(3) };
+        assert_eq!(down.out_size(64, 256, 3, 3), (32, 128));
+        assert_eq!(down.out_size(13, 3, 3, 3), (7, 2));
+        assert_eq!(down.out_size(1, 1, 3, 3), (1, 1));
+        // A 1x1 shortcut; no padding with a 3x3 kernel on 5x7 loses a pixel each side.
+        assert_eq!(Conv2d::plain().out_size(5, 7, 1, 1), (5, 7));
+        assert_eq!(Conv2d::plain().out_size(5, 7, 3, 3), (3, 5));
+        // Dilation 2 spans 5 pixels: 7 + 2 - 5 + 1 = 5 along width, height exactly fits.
+        let dilated = Conv2d { dilation: [2, 2], padding: [0, 1], ..Conv2d::plain() };
+        assert_eq!(dilated.out_size(5, 7, 3, 3), (1, 5));
+        // Per-axis settings: stride 3 along height only, a 2x1 kernel.
+        let mixed = Conv2d { stride: [3, 1], ..Conv2d::plain() };
+        assert_eq!(mixed.out_size(8, 4, 2, 1), (3, 4));
+        // Too small in one direction gives nothing at all.
+        assert_eq!(Conv2d::plain().out_size(2, 9, 3, 3), (0, 0));
+        assert_eq!(Conv2d::plain().out_size(9, 2, 3, 3), (0, 0));
+        assert_eq!(Conv2d { stride: [0, 1], ..Conv2d::plain() }.out_size(4, 4, 1, 1), (0, 0));
     }
 }

@@ -44,6 +44,11 @@ pub fn relu(x: &[f32]) -> Vec<f32> {
     x.iter().map(|&v| v.max(0.0)).collect()
 }
 
+/// Leaky ReLU: `x` for `x > 0`, else `slope · x` (HiFi-GAN's slope 0.1; PyTorch's default 0.01).
+pub fn leaky_relu(x: &[f32], slope: f32) -> Vec<f32> {
+    x.iter().map(|&v| if v > 0.0 { v } else { (v as f64 * slope as f64) as f32 }).collect()
+}
+
 /// The error function to double precision, by its Maclaurin series for small `|x|` and its
 /// continued fraction for large `|x|` (both converge fast in their ranges).
 pub fn erf(x: f64) -> f64 {
@@ -321,6 +326,60 @@ pub fn conv_transpose1d(x: &[f32], batch: usize, len: usize, c_in: usize, w: &[f
     y.into_iter().map(|v| v as f32).collect()
 }
 
+/// `conv2d` over channels-last `x` `(batch, h, w, c_in)` with PyTorch's weight `(c_out, c_in /
+/// groups, kh, kw)` and zero padding (see [`crate::conv::Conv2d`]); output `(batch, oh, ow,
+/// c_out)`, empty when the kernel does not fit.
+pub fn conv2d(x: &[f32], [batch, h, w, c_in]: [usize; 4], weight: &[f32], [c_out, cig, kh, kw]: [usize; 4], bias: Option<&[f32]>, conv: &crate::conv::Conv2d) -> Vec<f32> {
+    let (oh, ow) = conv.out_size(h, w, kh, kw);
+    let cog = c_out / conv.groups;
+    let mut y = vec![0f32; batch * oh * ow * c_out];
+    for b in 0..batch {
+        for oy in 0..oh {
+            for ox in 0..ow {
+                for co in 0..c_out {
+                    let g = co / cog;
+                    let mut s = bias.map_or(0.0, |b| b[co] as f64);
+                    for ci in 0..cig {
+                        for ky in 0..kh {
+                            let iy = (oy * conv.stride[0] + ky * conv.dilation[0]) as i64 - conv.padding[0] as i64;
+                            if !(0..h as i64).contains(&iy) {
+                                continue;
+                            }
+                            for kx in 0..kw {
+                                let ix = (ox * conv.stride[1] + kx * conv.dilation[1]) as i64 - conv.padding[1] as i64;
+                                if !(0..w as i64).contains(&ix) {
+                                    continue;
+                                }
+                                let xv = x[((b * h + iy as usize) * w + ix as usize) * c_in + g * cig + ci];
+                                s += weight[((co * cig + ci) * kh + ky) * kw + kx] as f64 * xv as f64;
+                            }
+                        }
+                    }
+                    y[((b * oh + oy) * ow + ox) * c_out + co] = s as f32;
+                }
+            }
+        }
+    }
+    y
+}
+
+/// Nearest-neighbour upsampling of channels-last `x` `(batch, h, w, c)` by an integer `scale`:
+/// `y[b, oy, ox, ch] = x[b, oy / scale, ox / scale, ch]`, shape `(batch, h·scale, w·scale, c)`
+/// (PyTorch's `F.interpolate(mode="nearest", scale_factor=scale)`).
+pub fn upsample_nearest2d(x: &[f32], [batch, h, w, c]: [usize; 4], scale: usize) -> Vec<f32> {
+    let (oh, ow) = (h * scale, w * scale);
+    let mut y = Vec::with_capacity(batch * oh * ow * c);
+    for b in 0..batch {
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let at = ((b * h + oy / scale) * w + ox / scale) * c;
+                y.extend_from_slice(&x[at..at + c]);
+            }
+        }
+    }
+    y
+}
+
 /// One LSTM step in PyTorch's gate order (input, forget, cell, output): `gates` is `(rows, 4 *
 /// hidden)`, the sum `W_ih x + b_ih + W_hh h + b_hh`; returns `(h, c)` of `(rows, hidden)` from the
 /// previous cell state `c_prev`.
@@ -523,6 +582,49 @@ mod tests {
         assert_eq!(conv_transpose1d(&[1.0, 2.0], 1, 2, 1, &[1.0, 10.0], 1, 2, None, &c), vec![1.0, 10.0, 2.0, 20.0]);
         let trimmed = ConvTranspose1d { trim_left: 1, trim_right: 1, ..c };
         assert_eq!(conv_transpose1d(&[1.0, 2.0], 1, 2, 1, &[1.0, 10.0], 1, 2, Some(&[1.0]), &trimmed), vec![11.0, 3.0]);
+    }
+
+    #[test]
+    fn conv2d_by_hand() {
+        use crate::conv::Conv2d;
+        // x is 3x3, one channel, values 1..9 row by row:
+        //   1 2 3
+        //   4 5 6
+        //   7 8 9
+        let x: Vec<f32> = (1..=9).map(|v| v as f32).collect();
+        // Kernel [[1, 0], [0, -1]]: y = x[oy, ox] - x[oy + 1, ox + 1] = -4 everywhere, 2x2.
+        assert_eq!(conv2d(&x, [1, 3, 3, 1], &[1.0, 0.0, 0.0, -1.0], [1, 1, 2, 2], None, &Conv2d::plain()), vec![-4.0; 4]);
+        // A 3x3 box with padding 1 (zeros), bias 0.5: the corner sums 1+2+4+5, the centre all 45.
+        let box3 = conv2d(&x, [1, 3, 3, 1], &[1.0; 9], [1, 1, 3, 3], Some(&[0.5]), &Conv2d::same(3));
+        assert_eq!(box3, vec![12.5, 21.5, 16.5, 27.5, 45.5, 33.5, 24.5, 39.5, 28.5]);
+        // Stride 2 with padding 1: the outputs centred on (0, 0), (0, 2), (2, 0), (2, 2).
+        let down = Conv2d { stride: [2, 2], ..Conv2d::same(3) };
+        assert_eq!(conv2d(&x, [1, 3, 3, 1], &[1.0; 9], [1, 1, 3, 3], None, &down), vec![12.0, 16.0, 24.0, 28.0]);
+        // Dilation 2 with a 2x2 kernel of ones: the four corners, 1 + 3 + 7 + 9.
+        let dilated = Conv2d { dilation: [2, 2], ..Conv2d::plain() };
+        assert_eq!(conv2d(&x, [1, 3, 3, 1], &[1.0; 4], [1, 1, 2, 2], None, &dilated), vec![20.0]);
+        // Two channels (rows of [c0 c1]) on a 1x2 image, 1x1 kernels: a channel mix, and its
+        // depthwise form (groups 2) where each channel keeps to itself; the weight's
+        // (c_out, c_in / groups, kh, kw) order decides which value meets which channel.
+        let two = [1.0, 10.0, 2.0, 20.0];
+        assert_eq!(conv2d(&two, [1, 1, 2, 2], &[1.0, 2.0, 3.0, 0.0], [2, 2, 1, 1], None, &Conv2d::plain()), vec![21.0, 3.0, 42.0, 6.0]);
+        let depthwise = Conv2d { groups: 2, ..Conv2d::plain() };
+        assert_eq!(conv2d(&two, [1, 1, 2, 2], &[2.0, -1.0], [2, 1, 1, 1], Some(&[0.0, 1.0]), &depthwise), vec![2.0, -9.0, 4.0, -19.0]);
+        // A 1x2 kernel along width, taps in (ky, kx) order, over a batch of two 1x2 images.
+        assert_eq!(conv2d(&[1.0, 2.0, 3.0, 5.0], [2, 1, 2, 1], &[1.0, 10.0], [1, 1, 1, 2], None, &Conv2d::plain()), vec![21.0, 53.0]);
+    }
+
+    #[test]
+    fn upsample_and_leaky_relu_by_hand() {
+        // A 1x2 image of two channels, doubled: each pixel becomes a 2x2 block.
+        let y = upsample_nearest2d(&[1.0, -1.0, 2.0, -2.0], [1, 1, 2, 2], 2);
+        assert_eq!(y, vec![1.0, -1.0, 1.0, -1.0, 2.0, -2.0, 2.0, -2.0, 1.0, -1.0, 1.0, -1.0, 2.0, -2.0, 2.0, -2.0]);
+        // Tripled along both axes of a 2x1 one-channel image, batch 2: each value fills 3 rows of 3.
+        let y = upsample_nearest2d(&[1.0, 2.0, 3.0, 4.0], [2, 2, 1, 1], 3);
+        assert_eq!(y, [1.0, 2.0, 3.0, 4.0].iter().flat_map(|&v| [v; 9]).collect::<Vec<f32>>());
+        assert_eq!(upsample_nearest2d(&[5.0], [1, 1, 1, 1], 1), vec![5.0]);
+        assert_eq!(leaky_relu(&[-2.0, 0.0, 3.0], 0.1), vec![-0.2, 0.0, 3.0]);
+        assert_eq!(leaky_relu(&[-1.0], 0.01), vec![-0.01]);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! - [`DType`]: the element types a tensor can hold on the GPU.
 //! - [`config`]: model configurations with the paper's sizes and `tiny()` test sizes, and the
 //!   typed form of each component's stored configuration.
-//! - [`conv`]: how 1-D convolutions are described (layout, padding, output lengths).
+//! - [`conv`]: how 1-D and 2-D convolutions are described (layout, padding, output lengths).
 //! - [`quant`]: the group-wise 8-bit and 4-bit weight format (the one place it is defined).
 //! - [`split`]: how a tensor larger than one storage binding is cut into row chunks.
 //! - [`media`]: the encoders' preprocessing (waveform normalisation, resizing, cropping,

@@ -81,6 +81,8 @@ params! {
         n: u32,
         /// Length of the repeated second input (1 for one-input ops).
         b_len: u32,
+        /// leaky_relu: the factor on negative values.
+        slope: f32,
     }
 }
 
@@ -255,27 +257,27 @@ params! {
 }
 
 params! {
-    /// `conv.wgsl`.
+    /// `conv.wgsl`. The 1-D fields are conv2d's width axis; the height axis has fields of its own.
     ConvParams for "conv.wgsl" {
         /// Batch items.
         batch: u32,
-        /// Input steps per item.
+        /// Input steps per item (conv2d: input width).
         len: u32,
         /// Input channels.
         c_in: u32,
-        /// Output steps per item.
+        /// Output steps per item (conv2d: output width).
         out_len: u32,
         /// Output channels.
         c_out: u32,
-        /// Taps.
+        /// Taps (conv2d: kernel width).
         kernel: u32,
-        /// Stride.
+        /// Stride (conv2d: along width).
         stride: u32,
-        /// Dilation.
+        /// Dilation (conv2d: along width).
         dilation: u32,
         /// Groups.
         groups: u32,
-        /// Padding before the input (conv1d).
+        /// Padding before the input (conv1d; conv2d: left of each row).
         pad_left: u32,
         /// 0 zeros, 1 reflect, 2 replicate.
         pad_mode: u32,
@@ -287,6 +289,18 @@ params! {
         out_row0: u32,
         /// Output rows of this chunk.
         out_rows: u32,
+        /// conv2d: input height.
+        height: u32,
+        /// conv2d: output height.
+        out_height: u32,
+        /// conv2d: kernel height.
+        kernel_h: u32,
+        /// conv2d: stride along height.
+        stride_h: u32,
+        /// conv2d: dilation along height.
+        dilation_h: u32,
+        /// conv2d: padding above (and below) the image.
+        pad_top: u32,
     }
 }
 

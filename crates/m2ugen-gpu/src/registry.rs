@@ -123,7 +123,8 @@ impl WeightKind {
 /// One kernel family: a WGSL file and the libraries it needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kernel {
-    /// `elementwise.wgsl`: add, sub, mul, silu, sigmoid, gelu, gelu_tanh, elu, tanh_op, relu.
+    /// `elementwise.wgsl`: add, sub, mul, silu, sigmoid, gelu, gelu_tanh, elu, tanh_op, relu,
+    /// leaky_relu, swiglu.
     Elementwise,
     /// `norm.wgsl`: rms_norm, layer_norm, group_norm, l2_norm.
     Norm,
@@ -143,7 +144,7 @@ pub enum Kernel {
     Matmul(WeightKind),
     /// `matvec.wgsl` with a weight library: matvec.
     Matvec(WeightKind),
-    /// `conv.wgsl`: conv1d_tiled, conv1d_direct, conv_transpose1d.
+    /// `conv.wgsl`: conv1d_tiled, conv1d_direct, conv_transpose1d, conv2d_tiled, conv2d_direct.
     Conv,
     /// `lstm.wgsl`: lstm_cell.
     Lstm,

@@ -7,6 +7,7 @@ wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
 
 mod attention;
 mod conv;
+mod conv2d;
 mod copy;
 mod kernels;
 mod layers;

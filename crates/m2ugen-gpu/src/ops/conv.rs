@@ -1,20 +1,28 @@
-//! 1-D convolutions over channels-last sequences (`m2ugen_core::conv` describes them).
+//! Convolutions over channels-last sequences and images (`m2ugen_core::conv` describes them),
+//! and the nearest-neighbour upsampling that goes with the 2-D ones.
 //!
-//! **Binding rule.** The input and the weight sit in one binding each (an output step reads
-//! a window of input steps, which a split at arbitrary rows would cut); a longer sequence is
+//! **Binding rule.** The input and the weight sit in one binding each (an output row reads a
+//! window of input rows, which a split at arbitrary rows would cut); a longer sequence is
 //! convolved in overlapping windows by its model, as EnCodec's streaming decode does anyway. The
 //! output may be split across bindings: one launch per output chunk, each reading the whole
-//! input.
+//! input. `upsample_nearest2d` is strided copies, so its input and output sit in one binding
+//! each.
 
-use super::{elem_of, expect_dtype, expect_len, u32_of};
+use super::{elem_of, expect_dtype, expect_len, u32_of, StridedView};
 use crate::params::ConvParams;
 use crate::pipeline::Layout;
 use crate::pipeline::Slot::{Read, Uniform, Write};
 use crate::recorder::{grid, Dispatch};
-use crate::registry::sizes::{GROUP, TILE};
+use crate::registry::sizes::{GROUP, TILE, TILE_K, TILE_THREADS};
 use crate::registry::Kernel;
 use crate::{Error, GpuTensor, Recorder, Result};
-use m2ugen_core::conv::{Conv1d, ConvTranspose1d, Padding};
+use m2ugen_core::conv::{Conv1d, Conv2d, ConvTranspose1d, Padding};
+
+// conv2d_tiled has each invocation stage whole rows of one reduction column.
+const _: () = assert!((TILE_THREADS * TILE_THREADS).is_multiple_of(TILE_K) && TILE.is_multiple_of(TILE_THREADS * TILE_THREADS / TILE_K));
+
+/// Most workgroups along one side of a grid (WebGPU's guaranteed minimum).
+const MAX_GRID: usize = 65535;
 
 const LAYOUT: Layout = &[(0, Uniform), (1, Read), (2, Read), (3, Read), (4, Write)];
 
@@ -52,26 +60,38 @@ impl Recorder<'_> {
     }
 
     fn conv_launch(&mut self, op: &'static str, entry: &'static str, x: &GpuTensor, c: Checked, out_len: usize, mut params: ConvParams, tiled: bool) -> Result<GpuTensor> {
-        let elem = elem_of(self.gpu, op, "x", x)?;
-        let out = self.alloc(op, &[c.batch, out_len, c.c_out], x.dtype())?;
         params.batch = u32_of(op, "x", c.batch)?;
         params.len = u32_of(op, "x", c.len)?;
         params.c_in = u32_of(op, "x", c.c_in)?;
         params.out_len = u32_of(op, "output", out_len)?;
         params.c_out = u32_of(op, "weight", c.c_out)?;
         params.kernel = u32_of(op, "weight", c.kernel)?;
-        params.has_bias = c.buffers.iter().any(|(b, _)| *b == 3) as u32;
+        self.conv_dispatch(op, entry, x, &[c.batch, out_len, c.c_out], c.buffers, params, tiled)
+    }
+
+    /// Allocates the output `out_shape` (its last dimension the output channels) and records one
+    /// launch per chunk of it; `params` holds everything but the chunk and the bias flag.
+    #[allow(clippy::too_many_arguments)]
+    fn conv_dispatch(&mut self, op: &'static str, entry: &'static str, x: &GpuTensor, out_shape: &[usize], buffers: Vec<(u32, wgpu::Buffer)>, mut params: ConvParams, tiled: bool) -> Result<GpuTensor> {
+        let elem = elem_of(self.gpu, op, "x", x)?;
+        let out = self.alloc(op, out_shape, x.dtype())?;
+        let c_out = out.cols();
+        params.has_bias = buffers.iter().any(|(b, _)| *b == 3) as u32;
         for chunk in out.chunks() {
             let rows = chunk.rows.len();
             let p = ConvParams { out_row0: u32_of(op, "output", chunk.rows.start)?, out_rows: u32_of(op, "output", rows)?, ..params };
-            let mut buffers = c.buffers.clone();
-            buffers.push((4, chunk.raw()));
+            let mut bound = buffers.clone();
+            bound.push((4, chunk.raw()));
             let workgroups = if tiled {
-                [c.c_out.div_ceil(TILE as usize) as u32, u32_of(op, "output", rows.div_ceil(TILE as usize))?, 1]
+                let tiles = rows.div_ceil(TILE as usize);
+                if tiles > MAX_GRID {
+                    return Err(Error::Shape { op, what: "output", expected: format!("at most {} rows (pixels) per binding", MAX_GRID * TILE as usize), got: out_shape.to_vec() });
+                }
+                [c_out.div_ceil(TILE as usize) as u32, tiles as u32, 1]
             } else {
-                grid((rows * c.c_out).div_ceil(GROUP as usize))
+                grid((rows * c_out).div_ceil(GROUP as usize))
             };
-            self.push(Dispatch { kernel: Kernel::Conv, entry, elem, layout: LAYOUT, variant: [0; 2], params: &p, buffers, workgroups });
+            self.push(Dispatch { kernel: Kernel::Conv, entry, elem, layout: LAYOUT, variant: [0; 2], params: &p, buffers: bound, workgroups });
         }
         Ok(out)
     }
@@ -126,5 +146,88 @@ impl Recorder<'_> {
             ..Default::default()
         };
         self.conv_launch(op, "conv_transpose1d", x, c, out_len, params, false)
+    }
+
+    /// `conv2d` of `x` `(batch, h, w, c_in)` with PyTorch's weight `(c_out, c_in / groups, kh,
+    /// kw)`, an optional bias `(c_out)` and zero padding: `(batch, oh, ow, c_out)` (sizes from
+    /// [`Conv2d::out_size`]). A tiled implicit product (rows are output pixels) when each tile of
+    /// output channels lies in one group, one value per invocation otherwise (depthwise and
+    /// other narrow groups).
+    pub fn conv2d(&mut self, x: &GpuTensor, w: &GpuTensor, bias: Option<&GpuTensor>, conv: &Conv2d) -> Result<GpuTensor> {
+        let op = "conv2d";
+        let &[batch, height, width, c_in] = x.shape() else {
+            return Err(Error::Shape { op, what: "x", expected: "(batch, height, width, channels)".into(), got: x.shape().to_vec() });
+        };
+        let &[c_out, cig, kh, kw] = w.shape() else {
+            return Err(Error::Shape { op, what: "weight", expected: "(c_out, c_in / groups, kh, kw)".into(), got: w.shape().to_vec() });
+        };
+        expect_dtype(op, "weight", w, x.dtype())?;
+        let groups = conv.groups;
+        if groups == 0 || !c_out.is_multiple_of(groups) || cig * groups != c_in || kh == 0 || kw == 0 {
+            return Err(Error::Shape { op, what: "weight", expected: format!("(c_out, c_in / groups, kh, kw) for {c_in} input channels in {groups} groups, c_out a multiple of {groups}"), got: w.shape().to_vec() });
+        }
+        if conv.stride.contains(&0) || conv.dilation.contains(&0) {
+            return Err(Error::Setting { op, setting: "stride and dilation", value: format!("{:?} and {:?}", conv.stride, conv.dilation), range: "at least 1 along each axis" });
+        }
+        let (out_h, out_w) = conv.out_size(height, width, kh, kw);
+        if out_h == 0 {
+            let span = |k: usize, d: usize| conv.dilation[d] * (k - 1) + 1;
+            return Err(Error::Shape { op, what: "x", expected: format!("enough pixels for a kernel spanning {}x{} (padding {:?})", span(kh, 0), span(kw, 1), conv.padding), got: x.shape().to_vec() });
+        }
+        let mut buffers = vec![(1, x.single(self.gpu, op, "x")?), (2, w.single(self.gpu, op, "weight")?)];
+        if let Some(b) = bias {
+            expect_dtype(op, "bias", b, x.dtype())?;
+            expect_len(op, "bias", b, c_out)?;
+            buffers.push((3, b.single(self.gpu, op, "bias")?));
+        }
+        let tiled = groups == 1 || (c_out / groups).is_multiple_of(TILE as usize);
+        let params = ConvParams {
+            batch: u32_of(op, "x", batch)?,
+            len: u32_of(op, "x", width)?,
+            c_in: u32_of(op, "x", c_in)?,
+            out_len: u32_of(op, "output", out_w)?,
+            c_out: u32_of(op, "weight", c_out)?,
+            kernel: u32_of(op, "weight", kw)?,
+            stride: u32_of(op, "stride", conv.stride[1])?,
+            dilation: u32_of(op, "dilation", conv.dilation[1])?,
+            groups: u32_of(op, "groups", groups)?,
+            pad_left: u32_of(op, "padding", conv.padding[1])?,
+            height: u32_of(op, "x", height)?,
+            out_height: u32_of(op, "output", out_h)?,
+            kernel_h: u32_of(op, "weight", kh)?,
+            stride_h: u32_of(op, "stride", conv.stride[0])?,
+            dilation_h: u32_of(op, "dilation", conv.dilation[0])?,
+            pad_top: u32_of(op, "padding", conv.padding[0])?,
+            ..Default::default()
+        };
+        self.conv_dispatch(op, if tiled { "conv2d_tiled" } else { "conv2d_direct" }, x, &[batch, out_h, out_w, c_out], buffers, params, tiled)
+    }
+
+    /// Nearest-neighbour upsampling of `x` `(batch, h, w, c)` by an integer `scale`: `(batch,
+    /// h·scale, w·scale, c)`, each pixel repeated into a `scale x scale` block (PyTorch's
+    /// `F.interpolate(mode="nearest", scale_factor=scale)`). `scale` strided copies with zero
+    /// strides, one per column offset in a block, each writing its pixels straight into the
+    /// output; input and output sit in one binding each.
+    pub fn upsample_nearest2d(&mut self, x: &GpuTensor, scale: usize) -> Result<GpuTensor> {
+        let op = "upsample_nearest2d";
+        let &[batch, h, w, c] = x.shape() else {
+            return Err(Error::Shape { op, what: "x", expected: "(batch, height, width, channels)".into(), got: x.shape().to_vec() });
+        };
+        if scale == 0 {
+            return Err(Error::Setting { op, setting: "scale", value: "0".into(), range: "at least 1" });
+        }
+        let (oh, ow) = (h * scale, w * scale);
+        elem_of(self.gpu, op, "x", x)?;
+        x.single(self.gpu, op, "x")?;
+        let out = self.alloc(op, &[batch, oh, ow, c], x.dtype())?;
+        out.single(self.gpu, op, "output")?;
+        // Index (batch·h + y, block row, x, channel): the block row repeats the source row
+        // (stride 0); launch `sx` writes column sx of each block.
+        let from = StridedView { offset: 0, strides: [w * c, 0, c, 1] };
+        for sx in 0..scale {
+            let to = StridedView { offset: sx * c, strides: [scale * ow * c, ow * c, scale * c, 1] };
+            self.copy_strided(x, from, &out, to, &[batch * h, scale, w, c])?;
+        }
+        Ok(out)
     }
 }

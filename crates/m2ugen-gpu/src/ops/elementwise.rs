@@ -91,7 +91,7 @@ impl Recorder<'_> {
                 Some(buf) => (buf.clone(), b.numel()),
                 None => (b.chunks()[i].raw(), n.max(1)),
             };
-            let params = ElementwiseParams { n: u32_of(op, "a", n)?, b_len: u32_of(op, "b", b_len)? };
+            let params = ElementwiseParams { n: u32_of(op, "a", n)?, b_len: u32_of(op, "b", b_len)?, slope: 0.0 };
             let buffers = vec![(1, ca.raw()), (2, b_buf), (3, co.raw())];
             self.push(Dispatch { kernel: Kernel::Elementwise, entry: op, elem, layout: BINARY, variant: [0; 2], params: &params, buffers, workgroups: grid(n.div_ceil(GROUP as usize)) });
         }
@@ -112,7 +112,7 @@ impl Recorder<'_> {
         }
         let out = self.alloc(op, &shape, x.dtype())?;
         let n = out.numel();
-        let params = ElementwiseParams { n: u32_of(op, "x", n)?, b_len: u32_of(op, "x", h)? };
+        let params = ElementwiseParams { n: u32_of(op, "x", n)?, b_len: u32_of(op, "x", h)?, slope: 0.0 };
         let buffers = vec![(1, x.single(self.gpu, op, "x")?), (3, out.single(self.gpu, op, "output")?)];
         self.push(Dispatch { kernel: Kernel::Elementwise, entry: op, elem, layout: UNARY, variant: [0; 2], params: &params, buffers, workgroups: grid(n.div_ceil(GROUP as usize)) });
         Ok(out)
@@ -120,13 +120,28 @@ impl Recorder<'_> {
 
     /// A one-input element-wise op.
     pub fn unary(&mut self, op: Unary, x: &GpuTensor) -> Result<GpuTensor> {
-        let elem = elem_of(self.gpu, op.entry(), "x", x)?;
-        let out = self.alloc(op.entry(), x.shape(), x.dtype())?;
+        self.one_input(op.entry(), x, 0.0)
+    }
+
+    /// Leaky ReLU: `x` above zero, `slope · x` otherwise (HiFi-GAN's slope 0.1; PyTorch's
+    /// default 0.01).
+    pub fn leaky_relu(&mut self, x: &GpuTensor, slope: f32) -> Result<GpuTensor> {
+        let op = "leaky_relu";
+        if !slope.is_finite() {
+            return Err(Error::Setting { op, setting: "slope", value: slope.to_string(), range: "a finite number" });
+        }
+        self.one_input(op, x, slope)
+    }
+
+    /// One launch per chunk of a one-input op; `slope` is what it reads of the parameters.
+    fn one_input(&mut self, op: &'static str, x: &GpuTensor, slope: f32) -> Result<GpuTensor> {
+        let elem = elem_of(self.gpu, op, "x", x)?;
+        let out = self.alloc(op, x.shape(), x.dtype())?;
         for (cx, co) in x.chunks().iter().zip(out.chunks()) {
             let n = cx.rows.len() * x.cols();
-            let params = ElementwiseParams { n: u32_of(op.entry(), "x", n)?, b_len: 1 };
+            let params = ElementwiseParams { n: u32_of(op, "x", n)?, b_len: 1, slope };
             let buffers = vec![(1, cx.raw()), (3, co.raw())];
-            self.push(Dispatch { kernel: Kernel::Elementwise, entry: op.entry(), elem, layout: UNARY, variant: [0; 2], params: &params, buffers, workgroups: grid(n.div_ceil(GROUP as usize)) });
+            self.push(Dispatch { kernel: Kernel::Elementwise, entry: op, elem, layout: UNARY, variant: [0; 2], params: &params, buffers, workgroups: grid(n.div_ceil(GROUP as usize)) });
         }
         Ok(out)
     }
