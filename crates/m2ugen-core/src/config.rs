@@ -7,6 +7,8 @@
 //! [`MusicgenConfig`] with [`MusicgenDecoderConfig`] and [`EncodecConfig`]), and an error names
 //! the field. The manifest also records the [`ModelKind`].
 
+pub mod audioldm2;
+
 /// A kind of media that conditions the LLM through the adapter prefix.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Modality {
@@ -120,6 +122,9 @@ pub enum ModelKind {
     MuLlama,
     /// MusicGen alone (text to music): T5, the decoder and EnCodec.
     Musicgen,
+    /// AudioLDM 2 alone (text to music by latent diffusion): CLAP, T5, GPT-2, the UNet, the VAE
+    /// and HiFi-GAN.
+    Audioldm2,
     /// A plain LLaMA (no adapter layers).
     Llama,
     /// Components with no model around them (encoders or decoders converted on their own).
@@ -134,6 +139,7 @@ impl ModelKind {
             ModelKind::M2ugenAudioldm2 => "m2ugen-audioldm2",
             ModelKind::MuLlama => "mu-llama",
             ModelKind::Musicgen => "musicgen",
+            ModelKind::Audioldm2 => "audioldm2",
             ModelKind::Llama => "llama",
             ModelKind::Components => "components",
         }

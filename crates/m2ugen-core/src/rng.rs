@@ -37,6 +37,14 @@ impl Rng {
         (self.next_u64() % n as u64) as usize
     }
 
+    /// Standard normal (Box-Muller on two uniforms; the first of the pair).
+    pub fn normal(&mut self) -> f32 {
+        // 53-bit uniforms in (0, 1]: the logarithm never sees 0.
+        let u1 = ((self.next_u64() >> 11) + 1) as f64 / (1u64 << 53) as f64;
+        let u2 = (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+        ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
+    }
+
     /// `n` values uniform in `[lo, hi)`.
     pub fn vec(&mut self, n: usize, lo: f32, hi: f32) -> Vec<f32> {
         (0..n).map(|_| self.range(lo, hi)).collect()
@@ -55,5 +63,18 @@ mod tests {
         let mean = v.iter().sum::<f32>() / v.len() as f32;
         assert!((mean - 0.5).abs() < 0.2, "mean {mean}");
         assert_ne!(Rng::new(1).next_u64(), Rng::new(2).next_u64());
+    }
+
+    #[test]
+    fn normal_has_zero_mean_and_unit_variance() {
+        let mut r = Rng::new(11);
+        let v: Vec<f64> = (0..20000).map(|_| r.normal() as f64).collect();
+        let mean = v.iter().sum::<f64>() / v.len() as f64;
+        let var = v.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / v.len() as f64;
+        assert!(mean.abs() < 0.03 && (var - 1.0).abs() < 0.05, "mean {mean}, variance {var}");
+        assert!(v.iter().all(|x| x.is_finite()));
+        // About 4.6% of a normal lies beyond 2 standard deviations.
+        let tails = v.iter().filter(|x| x.abs() > 2.0).count() as f64 / v.len() as f64;
+        assert!((tails - 0.0455).abs() < 0.01, "{tails}");
     }
 }

@@ -17,10 +17,12 @@
 //! - [`studio`]: what a model can do (from its manifest), loading the parts a request needs,
 //!   and the LLM's answer to the music decoder's conditioning; the page and `m2ugen generate`
 //!   share it.
+//! - [`diffusion`]: DDIM as `diffusers` samples (timesteps, schedule, one step, guidance).
 //! - [`tokenizer`]: LLaMA's tokenizer, and incremental detokenization of a stream of tokens.
 #![deny(missing_docs)]
 
 pub mod chat;
+pub mod diffusion;
 pub mod features;
 pub mod generate;
 pub mod load;
