@@ -10,6 +10,7 @@
 
 pub use anyhow::{ensure, Result};
 
+pub mod audioldm2;
 pub mod encodec;
 pub mod music;
 pub mod parity;

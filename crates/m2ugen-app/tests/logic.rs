@@ -135,6 +135,7 @@ fn a_model_whose_tensor_exceeds_the_gpu_buffer_limit_is_refused_by_name() {
         components: Default::default(),
         tokenizer: None,
         text_tokenizer: None,
+        clap_tokenizer: None,
         shards: Vec::new(),
         // Stored in f16 (2 MiB), uploaded in f32: 4 MiB; a 4-bit weight counts as stored.
         tensors: vec![tensor("llm.tok_embeddings.weight", vec![1024, 1024], StoredType::F16, 2 << 20), tensor("llm.layers.0.attention.wq", vec![4096, 4096], StoredType::Q4, 9 << 20)],

@@ -1,6 +1,7 @@
 //! `m2ugen`: the native command line of m2ugen-web.
 //!
-//! - `m2ugen convert`: an official M2UGen checkpoint into the shard format.
+//! - `m2ugen convert`: an official M2UGen checkpoint, Hugging Face models and AudioLDM 2's
+//!   `diffusers` pipeline into the shard format.
 //! - `m2ugen default-model`: the tiny untrained model the page bundles (noise; see
 //!   [`default_model`] for using converted official weights instead).
 //! - `m2ugen verify`: stream a converted model from a directory or URL and check every hash.
@@ -154,9 +155,15 @@ struct ConvertArgs {
     #[arg(long)]
     tokenizer: Option<std::path::PathBuf>,
     /// A Hugging Face model directory (config.json + model.safetensors) to store as component
-    /// NAME, e.g. --hf musicgen=path/to/musicgen-small. Repeatable.
+    /// NAME, e.g. --hf musicgen=path/to/musicgen-small. Repeatable. (--hf audioldm2=DIR is read
+    /// as --diffusers audioldm2=DIR.)
     #[arg(long, value_name = "NAME=DIR", value_parser = parse_component)]
     hf: Vec<(String, std::path::PathBuf)>,
+    /// A diffusers pipeline directory (model_index.json and a folder per part, as published):
+    /// --diffusers audioldm2=path/to/audioldm2-music, stored as component audioldm2, with its
+    /// tokenizers (tokenizer/, tokenizer_2/) when there.
+    #[arg(long, value_name = "audioldm2=DIR", value_parser = parse_pipeline)]
+    diffusers: Vec<(String, std::path::PathBuf)>,
     /// The config.json of an encoder inside --checkpoint (mert, vit or vivit), e.g.
     /// --config mert=MERT-v1-95M/config.json; without it the published model's is written when
     /// the checkpoint's copy has its shapes. Repeatable.
@@ -188,6 +195,7 @@ enum KindArg {
     M2ugenAudioldm2,
     MuLlama,
     Musicgen,
+    Audioldm2,
     Llama,
     Components,
 }
@@ -200,6 +208,7 @@ impl KindArg {
             KindArg::M2ugenAudioldm2 => K::M2ugenAudioldm2,
             KindArg::MuLlama => K::MuLlama,
             KindArg::Musicgen => K::Musicgen,
+            KindArg::Audioldm2 => K::Audioldm2,
             KindArg::Llama => K::Llama,
             KindArg::Components => K::Components,
         }
@@ -328,6 +337,15 @@ fn parse_component(s: &str) -> Result<(String, std::path::PathBuf), String> {
     Ok((name.to_string(), dir.into()))
 }
 
+/// `--diffusers NAME=DIR`: NAME must be a pipeline the converter reads.
+fn parse_pipeline(s: &str) -> Result<(String, std::path::PathBuf), String> {
+    let (name, dir) = parse_component(s)?;
+    if !convert::diffusers::PIPELINES.contains(&name.as_str()) {
+        return Err(format!("'{name}' is not a diffusers pipeline the converter reads ({})", convert::diffusers::PIPELINES.join(", ")));
+    }
+    Ok((name, dir))
+}
+
 fn run_verify(source: &str, in_flight: usize) -> anyhow::Result<()> {
     use m2ugen_weights::loader::{load_manifest, load_tensors, Event, Fetcher, LoadOptions};
     use m2ugen_weights::native::{DirFetcher, HttpFetcher};
@@ -399,7 +417,7 @@ fn run_convert(args: &ConvertArgs) -> anyhow::Result<()> {
         params: args.params.as_deref(),
         llama: args.llama.as_deref(),
         tokenizer: args.tokenizer.as_deref(),
-        hf: args.hf.iter().map(|(name, dir)| (name.clone(), dir.as_path())).collect(),
+        hf: args.hf.iter().chain(&args.diffusers).map(|(name, dir)| (name.clone(), dir.as_path())).collect(),
         configs: args.configs.iter().map(|(name, file)| (name.clone(), file.as_path())).collect(),
     };
     let manifest = convert::convert(&inputs, &args.out, &options)?;

@@ -577,3 +577,278 @@ fn musicgens_t5_tokenizer_is_converted_and_hash_listed() {
         let _ = std::fs::remove_dir_all(d);
     }
 }
+
+fn audioldm2_dir() -> PathBuf {
+    std::env::var_os("M2UGEN_AUDIOLDM2_FIXTURE").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/audioldm2"))
+}
+
+/// The parts of AudioLDM 2: role, folder, weights file.
+const AUDIOLDM2_PARTS: [(&str, &str, &str); 7] = [
+    ("unet", "unet", "diffusion_pytorch_model.safetensors"),
+    ("vae", "vae", "diffusion_pytorch_model.safetensors"),
+    ("vocoder", "vocoder", "model.safetensors"),
+    ("clap", "text_encoder", "model.safetensors"),
+    ("t5", "text_encoder_2", "model.safetensors"),
+    ("projection", "projection_model", "diffusion_pytorch_model.safetensors"),
+    ("gpt2", "language_model", "model.safetensors"),
+];
+
+/// A safetensors file's header (name → dtype, shape, byte range) and bytes, read with nothing
+/// but the format's definition.
+fn safetensors_file(path: &Path) -> (serde_json::Map<String, serde_json::Value>, Vec<u8>) {
+    let bytes = std::fs::read(path).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let mut header: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    header.remove("__metadata__");
+    (header, bytes[8 + n..].to_vec())
+}
+
+/// One float tensor of part `folder`: shape and values.
+fn audioldm2_source(folder: &str, name: &str) -> (Vec<usize>, Vec<f32>) {
+    let weights = AUDIOLDM2_PARTS.iter().find(|p| p.1 == folder).unwrap().2;
+    let (header, data) = safetensors_file(&audioldm2_dir().join(folder).join(weights));
+    let e = &header[name];
+    assert_eq!(e["dtype"], "F32", "{folder}/{name}");
+    let shape = e["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
+    let (a, b) = (e["data_offsets"][0].as_u64().unwrap() as usize, e["data_offsets"][1].as_u64().unwrap() as usize);
+    (shape, f32s(&data[a..b]))
+}
+
+fn convert_audioldm2_cli(out: &Path, flag: &str, dir: &Path, extra: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_m2ugen")).args(["convert", "--out"]).arg(out).arg(flag).arg(format!("audioldm2={}", dir.display())).args(extra).output().unwrap()
+}
+
+#[test]
+fn audioldm2_converts_with_every_part_under_its_role() {
+    let out = scratch("audioldm2");
+    let run = convert_audioldm2_cli(&out, "--diffusers", &audioldm2_dir(), &["--dtype", "f32"]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let (manifest, get) = load(&out);
+    assert_eq!(manifest.kind, ModelKind::Audioldm2);
+    assert!(manifest.tokenizer.is_none() && manifest.text_tokenizer.is_none() && manifest.clap_tokenizer.is_none(), "the fixture has no tokenizers");
+
+    // Every float tensor of every part, under audioldm2.<role>., except the buffers inference
+    // never reads (CLAP's integer buffers here: position and token type ids, the Swin
+    // relative position index, BatchNorm's count).
+    let mut expected = std::collections::BTreeSet::new();
+    for (role, folder, weights) in AUDIOLDM2_PARTS {
+        let (header, _) = safetensors_file(&audioldm2_dir().join(folder).join(weights));
+        for (name, e) in &header {
+            if e["dtype"] == "F32" {
+                expected.insert(format!("audioldm2.{role}.{name}"));
+            } else {
+                assert!(["position_ids", "token_type_ids", "relative_position_index", "num_batches_tracked"].iter().any(|s| name.ends_with(s)), "{folder}: {name} is {}", e["dtype"]);
+            }
+        }
+    }
+    let names: std::collections::BTreeSet<String> = manifest.tensors.iter().map(|t| t.name.clone()).collect();
+    assert_eq!(names, expected);
+    assert_eq!(names.len(), 616 + 124 + 58 + 130 + 21 + 8 + 28);
+
+    // Shapes and values as in the parts' own files (the VAE's encoder and CLAP's audio branch
+    // kept; CLAP's logit scales are scalars).
+    for (folder, name, ours) in [
+        ("unet", "down_blocks.1.attentions.0.transformer_blocks.0.attn2.to_k.weight", "audioldm2.unet.down_blocks.1.attentions.0.transformer_blocks.0.attn2.to_k.weight"),
+        ("unet", "conv_in.weight", "audioldm2.unet.conv_in.weight"),
+        ("vae", "encoder.conv_in.weight", "audioldm2.vae.encoder.conv_in.weight"),
+        ("vae", "post_quant_conv.weight", "audioldm2.vae.post_quant_conv.weight"),
+        ("vocoder", "upsampler.1.weight", "audioldm2.vocoder.upsampler.1.weight"),
+        ("vocoder", "scale", "audioldm2.vocoder.scale"),
+        ("text_encoder", "audio_model.audio_encoder.patch_embed.proj.weight", "audioldm2.clap.audio_model.audio_encoder.patch_embed.proj.weight"),
+        ("text_encoder", "text_projection.linear1.weight", "audioldm2.clap.text_projection.linear1.weight"),
+        ("text_encoder", "logit_scale_t", "audioldm2.clap.logit_scale_t"),
+        ("text_encoder_2", "encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight", "audioldm2.t5.encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight"),
+        ("projection_model", "projection_1.weight", "audioldm2.projection.projection_1.weight"),
+        ("projection_model", "sos_embed_1", "audioldm2.projection.sos_embed_1"),
+        ("language_model", "transformer.h.1.attn.c_attn.weight", "audioldm2.gpt2.transformer.h.1.attn.c_attn.weight"),
+        ("language_model", "transformer.wte.weight", "audioldm2.gpt2.transformer.wte.weight"),
+    ] {
+        let (shape, values) = audioldm2_source(folder, name);
+        let (dtype, got_shape, bytes) = get(ours);
+        assert_eq!((dtype, &got_shape), (StoredType::F32, &shape), "{ours}");
+        assert_eq!(f32s(&bytes), values, "{ours}");
+    }
+    assert_eq!(get("audioldm2.clap.logit_scale_a").1, Vec::<usize>::new());
+    assert_eq!(get("audioldm2.unet.down_blocks.1.attentions.0.proj_in.weight").1, vec![32, 32, 1, 1]);
+
+    // The component: each part's file as it is, under its role, typed as the models read it.
+    let component = &manifest.components["audioldm2"];
+    let json = |p: &str| -> serde_json::Value { serde_json::from_slice(&std::fs::read(audioldm2_dir().join(p)).unwrap()).unwrap() };
+    for (role, file) in [
+        ("unet", "unet/config.json"),
+        ("vae", "vae/config.json"),
+        ("vocoder", "vocoder/config.json"),
+        ("clap", "text_encoder/config.json"),
+        ("t5", "text_encoder_2/config.json"),
+        ("projection", "projection_model/config.json"),
+        ("gpt2", "language_model/config.json"),
+        ("scheduler", "scheduler/scheduler_config.json"),
+    ] {
+        assert_eq!(component[role], json(file), "{role}");
+    }
+    assert_eq!(component.as_object().unwrap().len(), 8);
+    let c: m2ugen_core::config::audioldm2::Audioldm2Config = m2ugen_core::config::parse("audioldm2", component).unwrap();
+    c.check().unwrap();
+    assert_eq!((c.unet.block_out_channels.clone(), c.unet.heads(1), c.unet.cross_attention_dims(1)), (vec![16, 32], 4, vec![None, Some(16), Some(32)]));
+    assert_eq!((c.vae.latent_channels, c.vae.scaling_factor), (4, 0.6));
+    assert_eq!((c.vocoder.model_in_dim, c.vocoder.upsample_rates.clone(), c.vocoder.sampling_rate), (8, vec![2, 2], 16000));
+    assert_eq!((c.clap.projection_dim, c.clap.text_config.hidden_size, c.clap.text_config.vocab_size), (16, 24, 300));
+    assert_eq!((c.t5.d_model, c.t5.num_layers, c.t5.vocab_size), (32, 2, 320));
+    assert_eq!((c.projection.text_encoder_dim, c.projection.text_encoder_1_dim, c.projection.language_model_dim), (16, 32, 16));
+    assert_eq!((c.gpt2.n_embd, c.gpt2.n_layer, c.gpt2.new_tokens()), (16, 2, 8));
+    assert_eq!((c.scheduler.beta_end, c.scheduler.steps_offset), (0.0195, 1));
+    std::fs::remove_dir_all(&out).unwrap();
+
+    // --hf audioldm2=DIR reads the pipeline too, into the same model.
+    let again = scratch("audioldm2-hf");
+    let run = convert_audioldm2_cli(&again, "--hf", &audioldm2_dir(), &["--dtype", "f32"]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert_eq!(load(&again).0.tensors.len(), manifest.tensors.len());
+    std::fs::remove_dir_all(&again).unwrap();
+}
+
+#[test]
+fn audioldm2_in_f16_halves_the_float_bytes() {
+    let (f32_out, f16_out) = (scratch("audioldm2-f32"), scratch("audioldm2-f16"));
+    assert!(convert_audioldm2_cli(&f32_out, "--diffusers", &audioldm2_dir(), &["--dtype", "f32"]).status.success());
+    assert!(convert_audioldm2_cli(&f16_out, "--diffusers", &audioldm2_dir(), &[]).status.success());
+    let ((full, _), (half, get)) = (load(&f32_out), load(&f16_out));
+    assert_eq!(full.tensors.len(), half.tensors.len());
+    assert!(half.tensors.iter().all(|t| t.dtype == StoredType::F16), "every AudioLDM 2 tensor is float, none quantized");
+    let bytes = |m: &Manifest| m.tensors.iter().map(|t| t.bytes).sum::<u64>();
+    assert_eq!(bytes(&full), 2 * bytes(&half));
+    let (_, values) = audioldm2_source("vae", "decoder.conv_out.weight");
+    let stored: Vec<f32> = get("audioldm2.vae.decoder.conv_out.weight").2.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect();
+    assert_eq!(stored, values.iter().map(|&v| half::f16::from_f32(v).to_f32()).collect::<Vec<_>>());
+    let _ = std::fs::remove_dir_all(f32_out);
+    let _ = std::fs::remove_dir_all(f16_out);
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_broken_audioldm2_pipeline_is_named_in_one_line() {
+    let (dir, out) = (scratch("audioldm2-broken"), scratch("audioldm2-broken-out"));
+    copy_dir(&audioldm2_dir(), &dir);
+    let fails = |flag: &str| {
+        let line = one_line_exit_2(&convert_audioldm2_cli(&out, flag, &dir, &[]));
+        assert!(!out.join("manifest.json").exists(), "nothing written: {line}");
+        line
+    };
+    let edit_json = |file: &str, edit: &dyn Fn(&mut serde_json::Value)| {
+        let path = dir.join(file);
+        let original = std::fs::read(&path).unwrap();
+        let mut value: serde_json::Value = serde_json::from_slice(&original).unwrap();
+        edit(&mut value);
+        std::fs::write(&path, serde_json::to_vec(&value).unwrap()).unwrap();
+        original
+    };
+
+    // A missing folder, and a missing weights file, are named by their paths.
+    std::fs::rename(dir.join("vae"), dir.join("vae-away")).unwrap();
+    let line = fails("--diffusers");
+    assert!(line.starts_with(&format!("m2ugen: convert: {}/vae/: missing", dir.display())), "{line}");
+    std::fs::rename(dir.join("vae-away"), dir.join("vae")).unwrap();
+    let weights = dir.join("unet/diffusion_pytorch_model.safetensors");
+    std::fs::rename(&weights, dir.join("unet/away")).unwrap();
+    let line = fails("--hf");
+    assert!(line.contains(&format!("{}: missing", weights.display())), "{line}");
+    std::fs::rename(dir.join("unet/away"), &weights).unwrap();
+
+    // Another pipeline, and AudioLDM 2 for speech (VITS as its second encoder).
+    let original = edit_json("model_index.json", &|v| v["_class_name"] = "StableDiffusionPipeline".into());
+    let line = fails("--diffusers");
+    assert!(line.ends_with(&format!("{}: _class_name is 'StableDiffusionPipeline', not AudioLDM2Pipeline (the only diffusers pipeline read)", dir.join("model_index.json").display())), "{line}");
+    std::fs::write(dir.join("model_index.json"), &original).unwrap();
+    edit_json("model_index.json", &|v| v["text_encoder_2"][1] = "VitsModel".into());
+    assert!(fails("--diffusers").contains("text_encoder_2 is VitsModel: only T5EncoderModel"));
+    std::fs::write(dir.join("model_index.json"), &original).unwrap();
+
+    // A field of the wrong type, and widths that do not meet, each named with its file.
+    let original = edit_json("vae/config.json", &|v| v["scaling_factor"] = "large".into());
+    let line = fails("--diffusers");
+    assert!(line.contains(&format!("{}: config: audioldm2.vae.scaling_factor: invalid type: string \"large\"", dir.join("vae/config.json").display())), "{line}");
+    std::fs::write(dir.join("vae/config.json"), &original).unwrap();
+    let original = edit_json("projection_model/config.json", &|v| v["text_encoder_1_dim"] = 33.into());
+    let line = fails("--diffusers");
+    assert!(line.contains(&format!("{}: config: audioldm2.projection.text_encoder_1_dim: 33 is not T5's width 32", dir.join("projection_model/config.json").display())), "{line}");
+    std::fs::write(dir.join("projection_model/config.json"), &original).unwrap();
+
+    // Restored, it converts.
+    assert!(convert_audioldm2_cli(&out, "--diffusers", &dir, &[]).status.success());
+    let _ = std::fs::remove_dir_all(&out);
+
+    // Not a pipeline directory; none at all; a pipeline given as a transformers model; a name
+    // that is not a pipeline.
+    let line = one_line_exit_2(&convert_audioldm2_cli(&out, "--diffusers", &musicgen_dir(), &[]));
+    assert!(line.contains(&format!("{}: no model_index.json here", musicgen_dir().display())), "{line}");
+    let line = one_line_exit_2(&convert_audioldm2_cli(&out, "--diffusers", Path::new("/nonexistent-audioldm2"), &[]));
+    assert_eq!(line, "m2ugen: convert: /nonexistent-audioldm2: no such directory");
+    let run = Command::new(env!("CARGO_BIN_EXE_m2ugen")).args(["convert", "--out"]).arg(&out).arg("--hf").arg(format!("vae={}", dir.display())).output().unwrap();
+    assert!(one_line_exit_2(&run).contains("holds a diffusers pipeline (model_index.json), not a transformers model: give AudioLDM 2 as --diffusers audioldm2=DIR"));
+    let run = Command::new(env!("CARGO_BIN_EXE_m2ugen")).args(["convert", "--out"]).arg(&out).arg("--diffusers").arg(format!("musicgen={}", dir.display())).output().unwrap();
+    assert!(one_line_exit_2(&run).contains("'musicgen' is not a diffusers pipeline the converter reads (audioldm2)"));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn audioldm2s_tokenizers_are_written_and_hash_listed() {
+    let (dir, out) = (scratch("audioldm2-tokenizers"), scratch("audioldm2-tokenizers-out"));
+    copy_dir(&audioldm2_dir(), &dir);
+    // CLAP's as the slow RoBERTa files: "Ġ" is the byte-level space; "hello" merges into one
+    // token, " world" into Ġw o r l d.
+    std::fs::create_dir_all(dir.join("tokenizer")).unwrap();
+    let vocab = r#"{"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3, "h": 4, "e": 5, "l": 6, "o": 7, "\u0120": 8, "w": 9, "r": 10, "d": 11, "he": 12, "ll": 13, "llo": 14, "hello": 15, "\u0120w": 16}"#;
+    std::fs::write(dir.join("tokenizer/vocab.json"), vocab).unwrap();
+    std::fs::write(dir.join("tokenizer/merges.txt"), "#version: 0.2\nh e\nl l\nll o\nhe llo\n\u{120} w\n").unwrap();
+    std::fs::create_dir_all(dir.join("tokenizer_2")).unwrap();
+    let t5 = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/t5-tokenizer/tokenizer.json")).unwrap();
+    std::fs::write(dir.join("tokenizer_2/tokenizer.json"), &t5).unwrap();
+    let run = convert_audioldm2_cli(&out, "--diffusers", &dir, &[]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let manifest = Manifest::parse(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    let entry = manifest.text_tokenizer.clone().expect("T5's tokenizer");
+    assert_eq!(std::fs::read(out.join(&entry.file)).unwrap(), t5, "copied as it is");
+    let clap = manifest.clap_tokenizer.clone().expect("CLAP's tokenizer");
+    let json = std::fs::read(out.join(&clap.file)).unwrap();
+    assert_eq!((clap.bytes, clap.sha256.clone()), (json.len() as u64, hex(&Sha256::digest(&json))));
+    let tokenizer = m2ugen_pipeline::tokenizer::TextTokenizer::from_bytes(&json).unwrap();
+    assert_eq!(tokenizer.encode("hello world").unwrap(), [0, 15, 16, 7, 10, 6, 11, 2], "<s> hello Ġw o r l d </s>");
+    assert!(manifest.tokenizer.is_none());
+    let _ = std::fs::remove_dir_all(&out);
+
+    // A tokenizer.json is taken as it is.
+    std::fs::write(dir.join("tokenizer/tokenizer.json"), &json).unwrap();
+    assert!(convert_audioldm2_cli(&out, "--diffusers", &dir, &[]).status.success());
+    assert_eq!(std::fs::read(out.join("clap-tokenizer.json")).unwrap(), json);
+    let _ = std::fs::remove_dir_all(&out);
+
+    // T5's SentencePiece model alone is not read: the error says what to do.
+    std::fs::remove_file(dir.join("tokenizer_2/tokenizer.json")).unwrap();
+    std::fs::write(dir.join("tokenizer_2/spiece.model"), b"\x0a").unwrap();
+    let line = one_line_exit_2(&convert_audioldm2_cli(&out, "--diffusers", &dir, &[]));
+    assert!(line.contains(&format!("{}: no tokenizer.json", dir.join("tokenizer_2").display())) && line.contains("convert the tokenizer to tokenizer.json"), "{line}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn an_m2ugen_whose_projector_does_not_fit_the_audioldm2_is_refused() {
+    // The reference fixture is M2UGen for MusicGen: its projector writes the T5 width of
+    // MusicGen, not 128 x 32 + 8 x 16 = 4224 values.
+    let out = scratch("audioldm2-checkpoint");
+    let hf = format!("audioldm2={}", audioldm2_dir().display());
+    let line = one_line_exit_2(&convert(&out, &["--diffusers", &hf]));
+    assert!(line.contains("the checkpoint's output projector writes") && line.contains("this AudioLDM 2 takes 128 x 32 (T5) + 8 x 16 (GPT-2) = 4224"), "{line}");
+    assert!(!out.join("manifest.json").exists());
+}

@@ -6,8 +6,12 @@
 //! LoRA pairs are folded into their base weights (`W + B·A`), weight-norm pairs into plain
 //! weights (`g · v / ‖v‖`), the LLM's linear weights are quantized on request, and everything
 //! else is stored as f16 (or f32 with `--dtype f32`, which the parity tests use).
+//!
+//! AudioLDM 2 comes as a `diffusers` pipeline directory ([`diffusers`]), given like a Hugging
+//! Face model under the component name `audioldm2`.
 #![deny(missing_docs)]
 
+pub mod diffusers;
 pub mod llama;
 pub mod names;
 pub mod source;
@@ -43,21 +47,25 @@ pub struct Options {
 pub const AUDIOLDM2_PROJECTOR_WIDTH: usize = 128 * 1024 + 8 * 768;
 
 /// What a set of converted tensors is: M2UGen (18 adapter layers and an output projector; the
-/// AudioLDM 2 one by its output width), MU-LLaMA (20 adapter layers, no projector), a plain
-/// LLaMA, MusicGen alone, or components on their own. An LLM with other adapter layers is not
-/// one of these: the caller must say (`--kind`).
+/// AudioLDM 2 one by its output width: the published one's, or the one the converted AudioLDM 2
+/// takes), MU-LLaMA (20 adapter layers, no projector), a plain LLaMA, MusicGen or AudioLDM 2
+/// alone, or components on their own. An LLM with other adapter layers is not one of these: the
+/// caller must say (`--kind`).
 pub fn model_kind(tensors: &[m2ugen_weights::TensorEntry], components: &BTreeMap<String, serde_json::Value>) -> Result<ModelKind> {
     let shape = |name: &str| tensors.iter().find(|t| t.name == name).map(|t| t.shape.clone());
     let has_llm = tensors.iter().any(|t| t.name.starts_with("llm."));
     let prefix_rows = shape("llm.prefix_query").and_then(|s| s.first().copied()).unwrap_or(0);
     let projector = shape("output_projector.out_proj.weight").and_then(|s| s.first().copied());
+    let audioldm2_width = components.get("audioldm2").and_then(|c| m2ugen_core::config::parse("audioldm2", c).ok()).map(|c| diffusers::m2ugen_projector_width(&c));
+    let (musicgen, audioldm2) = (components.contains_key("musicgen"), components.contains_key("audioldm2"));
     Ok(match (has_llm, prefix_rows, projector) {
-        (true, 18, Some(AUDIOLDM2_PROJECTOR_WIDTH)) => ModelKind::M2ugenAudioldm2,
+        (true, 18, Some(w)) if w == AUDIOLDM2_PROJECTOR_WIDTH || Some(w) == audioldm2_width => ModelKind::M2ugenAudioldm2,
         (true, 18, Some(_)) => ModelKind::M2ugenMusicgen,
         (true, 20, None) => ModelKind::MuLlama,
         (true, 0, None) => ModelKind::Llama,
         (true, rows, _) => bail!("an LLM with {rows} adapter layers{} is neither M2UGen (18 and an output projector) nor MU-LLaMA (20): give --kind", if projector.is_some() { " and an output projector" } else { "" }),
-        (false, ..) if components.contains_key("musicgen") => ModelKind::Musicgen,
+        (false, ..) if musicgen && !audioldm2 => ModelKind::Musicgen,
+        (false, ..) if audioldm2 && !musicgen => ModelKind::Audioldm2,
         (false, ..) => ModelKind::Components,
     })
 }
@@ -201,6 +209,10 @@ pub struct Inputs<'a> {
     /// Hugging Face model directories (`config.json` + `model.safetensors`), each stored under
     /// its component name (e.g. `musicgen`). A `musicgen` directory's `tokenizer.json` (T5's),
     /// when there, is written as the manifest's `text_tokenizer`.
+    ///
+    /// `audioldm2` names a `diffusers` pipeline directory instead (`model_index.json` and a
+    /// folder per part: [`diffusers::open_audioldm2`]); its T5 tokenizer becomes the
+    /// `text_tokenizer`, its CLAP tokenizer the `clap_tokenizer`.
     pub hf: Vec<(String, &'a Path)>,
     /// Configurations (`config.json`) of components whose weights come inside `checkpoint`
     /// (`mert`, `vit`, `vivit`); without one, the published model's is written when the
@@ -249,9 +261,9 @@ fn checkpoint_encoder_configs(source: &dyn TensorSource, given: &[(String, &Path
     Ok(())
 }
 
-/// A Hugging Face `tokenizer.json` (T5's, beside a MusicGen), checked to be one: JSON with a
-/// `model`.
-fn read_text_tokenizer(path: &Path) -> Result<Vec<u8>> {
+/// A Hugging Face `tokenizer.json` (T5's, beside a MusicGen or in AudioLDM 2's pipeline; CLAP's),
+/// checked to be one: JSON with a `model`.
+pub(crate) fn read_text_tokenizer(path: &Path) -> Result<Vec<u8>> {
     let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
     let value: serde_json::Value = serde_json::from_slice(&bytes).with_context(|| format!("{}: not valid JSON", path.display()))?;
     if !value.get("model").is_some_and(serde_json::Value::is_object) {
@@ -265,13 +277,36 @@ pub(crate) fn read_json(path: &Path) -> Result<serde_json::Value> {
     serde_json::from_str(&text).with_context(|| format!("{}: not valid JSON", path.display()))
 }
 
+/// Where tensors come from, each with what its names become.
+type Sources = Vec<(Box<dyn TensorSource>, Box<dyn Fn(&str) -> Role>)>;
+
+/// An M2UGen checkpoint's output projector (among `sources`, under the reference's name) must
+/// write what AudioLDM 2 `config` takes, unless a MusicGen (which it may be for) comes too.
+fn check_projector_fits(sources: &Sources, config: &m2ugen_core::config::audioldm2::Audioldm2Config, with_musicgen: bool) -> Result<()> {
+    let expected = diffusers::m2ugen_projector_width(config);
+    for (source, _) in sources {
+        match source.shape("output_projector.model.weight") {
+            Ok(shape) if !with_musicgen && shape.first() != Some(&expected) => bail!(
+                "the checkpoint's output projector writes {} values, but this AudioLDM 2 takes {} x {} (T5) + {} x {} (GPT-2) = {expected}: the checkpoint is not M2UGen for this AudioLDM 2",
+                shape.first().copied().unwrap_or(0),
+                diffusers::AUDIOLDM2_PROMPT_ROWS,
+                config.t5.d_model,
+                config.gpt2.new_tokens(),
+                config.gpt2.n_embd
+            ),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// Converts `inputs` into `out` (manifest.json + shards).
 pub fn convert(inputs: &Inputs, out: &Path, options: &Options) -> Result<Manifest> {
     if inputs.checkpoint.is_none() && inputs.llama.is_none() && inputs.hf.is_empty() && inputs.tokenizer.is_none() {
-        bail!("nothing to convert: give --checkpoint (with --params or --llama), --llama, or --hf NAME=DIR");
+        bail!("nothing to convert: give --checkpoint (with --params or --llama), --llama, --hf NAME=DIR or --diffusers audioldm2=DIR");
     }
     let mut components = BTreeMap::new();
-    let mut sources: Vec<(Box<dyn TensorSource>, Box<dyn Fn(&str) -> Role>)> = Vec::new();
+    let mut sources: Sources = Vec::new();
     let base = inputs.llama.map(llama::open).transpose()?;
     // The LLM's embedding rows: whether the tokenizer gets M2UGen's output tokens.
     let mut llm_vocab = None;
@@ -304,9 +339,25 @@ pub fn convert(inputs: &Inputs, out: &Path, options: &Options) -> Result<Manifes
     if !inputs.configs.is_empty() && inputs.checkpoint.is_none() {
         bail!("--config needs --checkpoint: it gives the configuration of an encoder inside the checkpoint");
     }
+    let mut text_tokenizer = None;
+    let mut clap_tokenizer = None;
     for (component, dir) in &inputs.hf {
         if component.is_empty() || !component.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
             bail!("--hf {component}=…: the component name must be lower-case letters, digits or '_'");
+        }
+        if component == "audioldm2" {
+            let pipeline = diffusers::open_audioldm2(dir)?;
+            check_projector_fits(&sources, &pipeline.typed, inputs.hf.iter().any(|(c, _)| c == "musicgen"))?;
+            components.insert(component.clone(), pipeline.config);
+            for (role, source) in pipeline.parts {
+                sources.push((source, Box::new(move |n: &str| names::audioldm2_role(role, n))));
+            }
+            text_tokenizer = pipeline.t5_tokenizer;
+            clap_tokenizer = pipeline.clap_tokenizer;
+            continue;
+        }
+        if dir.join("model_index.json").is_file() {
+            bail!("--hf {component}=…: {} holds a diffusers pipeline (model_index.json), not a transformers model: give AudioLDM 2 as --diffusers audioldm2=DIR", dir.display());
         }
         let config = read_json(&dir.join("config.json"))?;
         check_config(component, &config).with_context(|| format!("{}", dir.join("config.json").display()))?;
@@ -315,16 +366,21 @@ pub fn convert(inputs: &Inputs, out: &Path, options: &Options) -> Result<Manifes
         sources.push((Box::new(Safetensors::open(&dir.join("model.safetensors"))?), Box::new(move |n: &str| names::hf_role(&component, n))));
     }
     // MusicGen's text encoder tokenizer (T5's), from the same directory when it is there.
-    let text_tokenizer = match inputs.hf.iter().find(|(c, _)| c == "musicgen") {
-        Some((_, dir)) if dir.join("tokenizer.json").is_file() => Some(read_text_tokenizer(&dir.join("tokenizer.json"))?),
-        _ => None,
-    };
+    if let Some((_, dir)) = inputs.hf.iter().find(|(c, _)| c == "musicgen").filter(|(_, dir)| dir.join("tokenizer.json").is_file()) {
+        if text_tokenizer.is_some() {
+            bail!("{}: MusicGen's T5 tokenizer and AudioLDM 2's (tokenizer_2/) cannot both be the model's text tokenizer: convert them separately", dir.join("tokenizer.json").display());
+        }
+        text_tokenizer = Some(read_text_tokenizer(&dir.join("tokenizer.json"))?);
+    }
     let mut writer = writer::ShardWriter::new(out, options.shard_bytes)?;
     for (source, name_of) in &sources {
         convert_source(source.as_ref(), name_of.as_ref(), &mut writer, options)?;
     }
     if let Some(json) = text_tokenizer {
         writer.text_tokenizer(&json)?;
+    }
+    if let Some(json) = clap_tokenizer {
+        writer.clap_tokenizer(&json)?;
     }
     if let Some(path) = inputs.tokenizer {
         writer.tokenizer(&tokenizer::convert_tokenizer(path, llm_vocab)?)?;
@@ -380,5 +436,23 @@ mod tests {
         let mut from_hf = BTreeMap::new();
         checkpoint_encoder_configs(&other, &[], &[("vivit".to_string(), dir)], &mut from_hf).unwrap();
         assert!(from_hf.is_empty());
+    }
+
+    #[test]
+    #[allow(clippy::unwrap_used)]
+    fn an_m2ugen_projector_as_wide_as_the_audioldm2_takes_makes_m2ugen_audioldm2() {
+        let entry = |name: &str, shape: Vec<usize>| m2ugen_weights::TensorEntry { name: name.into(), shape, dtype: StoredType::F32, shard: 0, offset: 0, bytes: 0, sha256: String::new(), continued: vec![] };
+        let m2ugen = |width: usize| vec![entry("llm.norm.weight", vec![8]), entry("llm.prefix_query", vec![18, 8]), entry("output_projector.out_proj.weight", vec![width, 8])];
+        let tiny = serde_json::to_value(m2ugen_core::config::audioldm2::Audioldm2Config::tiny()).unwrap();
+        let with_audioldm2: BTreeMap<String, serde_json::Value> = [("audioldm2".to_string(), tiny)].into();
+        // The fixture's AudioLDM 2: 128 x 32 (T5) + 8 x 16 (GPT-2).
+        assert_eq!(model_kind(&m2ugen(4224), &with_audioldm2).unwrap(), ModelKind::M2ugenAudioldm2);
+        assert_eq!(model_kind(&m2ugen(4224), &BTreeMap::new()).unwrap(), ModelKind::M2ugenMusicgen, "without the AudioLDM 2, 4224 is not its width");
+        assert_eq!(model_kind(&m2ugen(AUDIOLDM2_PROJECTOR_WIDTH), &BTreeMap::new()).unwrap(), ModelKind::M2ugenAudioldm2, "the published width");
+        assert_eq!(model_kind(&m2ugen(4225), &with_audioldm2).unwrap(), ModelKind::M2ugenMusicgen);
+        assert_eq!(model_kind(&[], &with_audioldm2).unwrap(), ModelKind::Audioldm2);
+        let mut both = with_audioldm2.clone();
+        both.insert("musicgen".into(), serde_json::json!({}));
+        assert_eq!(model_kind(&[], &both).unwrap(), ModelKind::Components);
     }
 }

@@ -14,6 +14,9 @@
 //! LoRA pairs (`lora_<w>_l1`, `lora_<w>_l2`) are folded into `<w>`. The pair of `wv` is also
 //! kept, as `attention.wv_lora_down` (`l1`) and `attention.wv_lora_up` (`l2`): the reference
 //! sends the adapter prefix through `wv` without its LoRA, so the model takes it back out there.
+//!
+//! AudioLDM 2 (a `diffusers` pipeline directory, [`crate::diffusers`]) keeps each part's own
+//! names under `audioldm2.<role>.`: see [`audioldm2_role`].
 
 /// What a reference tensor becomes.
 #[derive(Debug, PartialEq)]
@@ -131,6 +134,56 @@ fn vit_layer_name(name: &str) -> String {
     }
 }
 
+/// The parts of AudioLDM 2 under their roles: `(role, folder of the pipeline directory, weights
+/// file)`. Each part's tensors are stored as `audioldm2.<role>.<its own name>`.
+pub const AUDIOLDM2_PARTS: [(&str, &str, &str); 7] = [
+    ("unet", "unet", "diffusion_pytorch_model.safetensors"),
+    ("vae", "vae", "diffusion_pytorch_model.safetensors"),
+    ("vocoder", "vocoder", "model.safetensors"),
+    ("clap", "text_encoder", "model.safetensors"),
+    ("t5", "text_encoder_2", "model.safetensors"),
+    ("projection", "projection_model", "diffusion_pytorch_model.safetensors"),
+    ("gpt2", "language_model", "model.safetensors"),
+];
+
+/// What a tensor of AudioLDM 2's part `role` (one of [`AUDIOLDM2_PARTS`]) becomes:
+/// `audioldm2.<role>.<name>`, weight norms folded (as for any Hugging Face model), with these
+/// exceptions:
+///
+/// - GPT-2 is stored under `GPT2LMHeadModel`'s names (`transformer.h.0.attn.c_attn.weight`,
+///   as `diffusers` now saves it); a file saved from `GPT2Model` (`h.0.…`, as the pipeline was
+///   first published) gets the `transformer.` prefix, so both give the same names.
+/// - Skipped, as inference never reads them: GPT-2's `lm_head.weight` (tied to `wte`; AudioLDM
+///   2 takes hidden states, never logits) and its `attn.bias` / `attn.masked_bias` causal-mask
+///   buffers (older files); CLAP's `position_ids` and `token_type_ids` buffers (positions
+///   follow from the ids, RoBERTa-style; the token types are all 0), its audio branch's
+///   `relative_position_index` (a function of the window size, recomputed by the model) and
+///   BatchNorm's `num_batches_tracked` (training's count); T5's `encoder.embed_tokens.weight`
+///   where a file stores it (a copy of `shared.weight`).
+///
+/// Everything else is kept, the VAE's encoder and CLAP's audio branch included (audio to audio
+/// and CLAP ranking need them).
+pub fn audioldm2_role(role: &str, name: &str) -> Role {
+    if weight_norm_parts(name).is_some() {
+        return Role::WeightNormPart;
+    }
+    let last = |n: usize| name.rsplit('.').take(n).collect::<Vec<_>>();
+    let skip = name.ends_with("num_batches_tracked")
+        || match role {
+            "gpt2" => matches!(name, "lm_head.weight") || matches!(last(2).as_slice(), ["bias" | "masked_bias", "attn"]),
+            "clap" => name.ends_with(".relative_position_index") || matches!(name, "text_model.embeddings.position_ids" | "text_model.embeddings.token_type_ids"),
+            "t5" => name == "encoder.embed_tokens.weight",
+            _ => false,
+        };
+    if skip {
+        return Role::Skip;
+    }
+    if role == "gpt2" && !name.starts_with("transformer.") {
+        return Role::Rename(format!("audioldm2.gpt2.transformer.{name}"));
+    }
+    Role::Rename(format!("audioldm2.{role}.{name}"))
+}
+
 /// For a base weight (`….attention.wq.weight`), the names of its LoRA pair, if it has one.
 pub fn lora_pair(base: &str) -> Option<(String, String)> {
     let stem = base.strip_suffix(".weight")?;
@@ -191,5 +244,40 @@ mod tests {
         assert_eq!(weight_norm_parts("a.conv.weight_v").map(|p| p.2), Some("a.conv.weight".into()));
         assert_eq!(hf_role("musicgen", "decoder.lm_heads.0.weight"), Role::Rename("musicgen.decoder.lm_heads.0.weight".into()));
         assert_eq!(hf_role("musicgen", "audio_encoder.quantizer.layers.0.codebook.embed_avg"), Role::Skip);
+    }
+
+    #[test]
+    fn audioldm2_names_keep_their_part_and_skip_what_inference_never_reads() {
+        let r = |role: &str, n: &str| match audioldm2_role(role, n) {
+            Role::Rename(s) => s,
+            other => panic!("{role} {n}: {other:?}"),
+        };
+        assert_eq!(r("unet", "down_blocks.1.attentions.0.transformer_blocks.0.attn2.to_k.weight"), "audioldm2.unet.down_blocks.1.attentions.0.transformer_blocks.0.attn2.to_k.weight");
+        assert_eq!(r("vae", "encoder.conv_in.weight"), "audioldm2.vae.encoder.conv_in.weight");
+        assert_eq!(r("vocoder", "mean"), "audioldm2.vocoder.mean");
+        assert_eq!(r("clap", "audio_model.audio_encoder.patch_embed.proj.weight"), "audioldm2.clap.audio_model.audio_encoder.patch_embed.proj.weight");
+        assert_eq!(r("clap", "logit_scale_t"), "audioldm2.clap.logit_scale_t");
+        assert_eq!(r("t5", "shared.weight"), "audioldm2.t5.shared.weight");
+        assert_eq!(r("projection", "sos_embed_1"), "audioldm2.projection.sos_embed_1");
+        // GPT-2 under GPT2LMHeadModel's names, whichever class saved it.
+        assert_eq!(r("gpt2", "transformer.h.1.attn.c_attn.bias"), "audioldm2.gpt2.transformer.h.1.attn.c_attn.bias");
+        assert_eq!(r("gpt2", "h.1.attn.c_attn.bias"), "audioldm2.gpt2.transformer.h.1.attn.c_attn.bias");
+        assert_eq!(r("gpt2", "wte.weight"), "audioldm2.gpt2.transformer.wte.weight");
+        for (role, skipped) in [
+            ("gpt2", "lm_head.weight"),
+            ("gpt2", "h.0.attn.bias"),
+            ("gpt2", "transformer.h.11.attn.masked_bias"),
+            ("clap", "text_model.embeddings.position_ids"),
+            ("clap", "text_model.embeddings.token_type_ids"),
+            ("clap", "audio_model.audio_encoder.layers.0.blocks.1.attention.self.relative_position_index"),
+            ("clap", "audio_model.audio_encoder.batch_norm.num_batches_tracked"),
+            ("t5", "encoder.embed_tokens.weight"),
+        ] {
+            assert_eq!(audioldm2_role(role, skipped), Role::Skip, "{role} {skipped}");
+        }
+        // Only those: a bias of another part, or CLAP's position table, is kept.
+        assert_eq!(r("unet", "conv_in.bias"), "audioldm2.unet.conv_in.bias");
+        assert_eq!(r("clap", "text_model.embeddings.position_embeddings.weight"), "audioldm2.clap.text_model.embeddings.position_embeddings.weight");
+        assert_eq!(audioldm2_role("vocoder", "conv_pre.weight_g"), Role::WeightNormPart);
     }
 }

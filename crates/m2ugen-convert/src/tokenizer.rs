@@ -10,6 +10,10 @@
 //! does: the vocabulary is the pieces; the merges are every split of a piece into two pieces,
 //! ordered by the merged piece's score; byte fallback; a `▁` prepended and spaces turned into `▁`;
 //! `<s>` before each text.
+//!
+//! AudioLDM 2's CLAP reads RoBERTa's tokens: [`roberta_tokenizer`] builds its `tokenizer.json`
+//! from the slow tokenizer's `vocab.json` and `merges.txt` where a directory has no
+//! `tokenizer.json`.
 
 use anyhow::{bail, Context, Result};
 use serde_json::json;
@@ -232,6 +236,53 @@ pub fn convert_tokenizer(path: &Path, llm_vocab: Option<usize>) -> Result<Vec<u8
     Ok(tokenizer.to_string(false).map_err(|e| anyhow::anyhow!("{file}: writing tokenizer.json: {e}"))?.into_bytes())
 }
 
+/// RoBERTa's tokenizer (CLAP's, in AudioLDM 2) as `tokenizer.json` bytes, from `vocab.json` (token
+/// to id) and `merges.txt` (`#version` line, then one merge `a b` per line), built as Hugging
+/// Face's converter builds it: byte-level BPE without a prefix space, `<s> … </s>` around a text
+/// (`</s></s>` between a pair), `<s>`, `<pad>`, `</s>`, `<unk>` and `<mask>` (the ones the
+/// vocabulary has) as special tokens.
+pub fn roberta_tokenizer(vocab: &Path, merges: &Path) -> Result<Vec<u8>> {
+    let (vocab_file, merges_file) = (vocab.display().to_string(), merges.display().to_string());
+    let bytes = std::fs::read(vocab).with_context(|| format!("{vocab_file}: cannot read"))?;
+    let vocab: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&bytes).with_context(|| format!("{vocab_file}: not a JSON object of token ids"))?;
+    if let Some((token, _)) = vocab.iter().find(|(_, id)| !id.is_u64()) {
+        bail!("{vocab_file}: the id of '{token}' is not a non-negative integer");
+    }
+    let id = |t: &str| vocab.get(t).and_then(serde_json::Value::as_u64);
+    let (Some(bos), Some(eos)) = (id("<s>"), id("</s>")) else {
+        bail!("{vocab_file}: no <s> or </s>: not RoBERTa's vocabulary");
+    };
+    let text = std::fs::read_to_string(merges).with_context(|| format!("{merges_file}: cannot read"))?;
+    let mut pairs = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.is_empty() || (i == 0 && line.starts_with("#version")) {
+            continue;
+        }
+        let Some((a, b)) = line.split_once(' ').filter(|(a, b)| !a.is_empty() && !b.is_empty() && !b.contains(' ')) else {
+            bail!("{merges_file}: line {} is not a merge of two tokens ('{line}')", i + 1);
+        };
+        pairs.push(json!([a, b]));
+    }
+    let added: Vec<serde_json::Value> = [("<s>", false), ("<pad>", false), ("</s>", false), ("<unk>", false), ("<mask>", true)]
+        .into_iter()
+        .filter_map(|(t, lstrip)| id(t).map(|i| json!({"id": i, "content": t, "single_word": false, "lstrip": lstrip, "rstrip": false, "normalized": false, "special": true})))
+        .collect();
+    let byte_level = json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true});
+    let json = json!({
+        "version": "1.0",
+        "truncation": null,
+        "padding": null,
+        "added_tokens": added,
+        "normalizer": null,
+        "pre_tokenizer": byte_level,
+        "post_processor": {"type": "RobertaProcessing", "sep": ["</s>", eos], "cls": ["<s>", bos], "trim_offsets": true, "add_prefix_space": false},
+        "decoder": byte_level,
+        "model": {"type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": "", "end_of_word_suffix": "", "fuse_unk": false, "byte_fallback": false, "ignore_merges": false, "vocab": vocab, "merges": pairs}
+    });
+    let tokenizer: tokenizers::Tokenizer = json.to_string().parse().map_err(|e| anyhow::anyhow!("{vocab_file} and {merges_file}: not a tokenizer the tokenizers library can load ({e})"))?;
+    Ok(tokenizer.to_string(false).map_err(|e| anyhow::anyhow!("{vocab_file}: writing tokenizer.json: {e}"))?.into_bytes())
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -271,5 +322,31 @@ mod tests {
         assert!(e.starts_with("t.model: a field of"), "{e}");
         assert!(SentencePiece::parse(b"", "t.model").unwrap_err().to_string().contains("no pieces"));
         assert!(SentencePiece::parse(&[0x0f], "t.model").unwrap_err().to_string().contains("wire type 7"));
+    }
+
+    #[test]
+    fn robertas_vocab_and_merges_become_a_byte_level_tokenizer() {
+        let dir = std::env::temp_dir().join(format!("m2ugen-roberta-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // "Ġ" is the byte-level space. "hello": h e l l o, merged by rank into one token;
+        // " world": Ġw o r l d (no further merges).
+        let vocab = r#"{"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3, "h": 4, "e": 5, "l": 6, "o": 7, "\u0120": 8, "w": 9, "r": 10, "d": 11,
+            "he": 12, "ll": 13, "llo": 14, "hello": 15, "\u0120w": 16, "<mask>": 17}"#;
+        std::fs::write(dir.join("vocab.json"), vocab).unwrap();
+        std::fs::write(dir.join("merges.txt"), "#version: 0.2\nh e\nl l\nll o\nhe llo\n\u{120} w\n").unwrap();
+        let json = roberta_tokenizer(&dir.join("vocab.json"), &dir.join("merges.txt")).unwrap();
+        let t: tokenizers::Tokenizer = String::from_utf8(json).unwrap().parse().unwrap();
+        let e = t.encode("hello world", true).unwrap();
+        assert_eq!(e.get_ids(), [0, 15, 16, 7, 10, 6, 11, 2]);
+        assert_eq!(t.decode(e.get_ids(), true).unwrap(), "hello world");
+        assert_eq!(t.encode("<mask>", false).unwrap().get_ids(), [17], "special tokens stay whole");
+
+        std::fs::write(dir.join("merges.txt"), "#version: 0.2\nh e\nhello\n").unwrap();
+        let e = roberta_tokenizer(&dir.join("vocab.json"), &dir.join("merges.txt")).unwrap_err().to_string();
+        assert!(e.ends_with("merges.txt: line 3 is not a merge of two tokens ('hello')"), "{e}");
+        std::fs::write(dir.join("vocab.json"), r#"{"a": 0}"#).unwrap();
+        let e = roberta_tokenizer(&dir.join("vocab.json"), &dir.join("merges.txt")).unwrap_err().to_string();
+        assert!(e.contains("not RoBERTa's vocabulary"), "{e}");
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -30,6 +30,7 @@ pub struct ShardWriter {
     tensors: Vec<TensorEntry>,
     tokenizer: Option<FileEntry>,
     text_tokenizer: Option<FileEntry>,
+    clap_tokenizer: Option<FileEntry>,
 }
 
 impl ShardWriter {
@@ -39,7 +40,7 @@ impl ShardWriter {
             anyhow::bail!("a shard must hold at least 16 bytes, not {shard_bytes}");
         }
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        Ok(ShardWriter { dir: dir.to_path_buf(), shard_bytes, current: Vec::new(), shards: Vec::new(), tensors: Vec::new(), tokenizer: None, text_tokenizer: None })
+        Ok(ShardWriter { dir: dir.to_path_buf(), shard_bytes, current: Vec::new(), shards: Vec::new(), tensors: Vec::new(), tokenizer: None, text_tokenizer: None, clap_tokenizer: None })
     }
 
     /// Adds one tensor's bytes, 16-byte aligned within its shard.
@@ -100,6 +101,14 @@ impl ShardWriter {
         Ok(())
     }
 
+    /// Writes AudioLDM 2's CLAP text tokenizer (RoBERTa's `tokenizer.json`) beside the shards, as
+    /// `clap-tokenizer.json`.
+    pub fn clap_tokenizer(&mut self, json: &[u8]) -> Result<()> {
+        write_atomic(&self.dir.join("clap-tokenizer.json"), json)?;
+        self.clap_tokenizer = Some(FileEntry { file: "clap-tokenizer.json".into(), bytes: json.len() as u64, sha256: sha256(json) });
+        Ok(())
+    }
+
     /// Writes the last shard and the manifest, checked by the same code that will read it.
     pub fn finish(mut self, model: &str, version: &str, kind: Option<m2ugen_core::config::ModelKind>, components: BTreeMap<String, serde_json::Value>) -> Result<Manifest> {
         if !self.current.is_empty() || self.shards.is_empty() {
@@ -117,6 +126,7 @@ impl ShardWriter {
             components,
             tokenizer: self.tokenizer,
             text_tokenizer: self.text_tokenizer,
+            clap_tokenizer: self.clap_tokenizer,
             shards: self.shards,
             tensors: self.tensors,
         };

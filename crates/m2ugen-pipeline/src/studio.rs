@@ -186,6 +186,7 @@ mod tests {
             components: components.iter().map(|c| (c.to_string(), component(c))).collect(),
             tokenizer: tokenizer.then(|| file("tokenizer.json")),
             text_tokenizer: text_tokenizer.then(|| file("text-tokenizer.json")),
+            clap_tokenizer: None,
             shards: Vec::new(),
             tensors: projector_width.map(tensor).into_iter().collect(),
         }

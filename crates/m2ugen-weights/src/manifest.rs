@@ -28,7 +28,10 @@
 //! - `dtype`: `f32`, `f16`, `u32` (little-endian, row-major), or `q8` / `q4` in the group-wise
 //!   format of `m2ugen_core::quant`: the packed values of all rows, then the packed scales of all
 //!   rows. `bytes` must equal what `shape` and `dtype` imply.
-//! - `sha256`: lower-case hex of the tensor's bytes (and of each shard and the tokenizer file),
+//! - `tokenizer`, `text_tokenizer`, `clap_tokenizer` (optional): Hugging Face `tokenizer.json`
+//!   files beside the shards: the LLM's, the music decoder's text encoder's (T5's), and AudioLDM
+//!   2's CLAP's (RoBERTa's).
+//! - `sha256`: lower-case hex of the tensor's bytes (and of each shard and tokenizer file),
 //!   checked before anything is used or cached.
 //! - File names are plain names (letters, digits, `.`, `_`, `-`), never paths: a manifest from a
 //!   CDN cannot point the loader anywhere else.
@@ -125,6 +128,9 @@ pub struct Manifest {
     /// The music decoder's text-encoder tokenizer (T5's `tokenizer.json`), if the model has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text_tokenizer: Option<FileEntry>,
+    /// AudioLDM 2's CLAP text tokenizer (RoBERTa's `tokenizer.json`), if the model has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clap_tokenizer: Option<FileEntry>,
     /// The shard files.
     pub shards: Vec<FileEntry>,
     /// The tensors.
@@ -174,9 +180,11 @@ impl Manifest {
             check_file_name("tokenizer.file", &t.file)?;
             check_sha256("tokenizer.sha256", &t.sha256)?;
         }
-        if let Some(t) = &self.text_tokenizer {
-            check_file_name("text_tokenizer.file", &t.file)?;
-            check_sha256("text_tokenizer.sha256", &t.sha256)?;
+        for (at, entry) in [("text_tokenizer", &self.text_tokenizer), ("clap_tokenizer", &self.clap_tokenizer)] {
+            if let Some(t) = entry {
+                check_file_name(&format!("{at}.file"), &t.file)?;
+                check_sha256(&format!("{at}.sha256"), &t.sha256)?;
+            }
         }
         for (i, s) in self.shards.iter().enumerate() {
             check_file_name(&format!("shards[{i}].file"), &s.file)?;
@@ -228,6 +236,7 @@ impl Manifest {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -246,6 +255,7 @@ mod tests {
             components: BTreeMap::new(),
             tokenizer: Some(FileEntry { file: "tokenizer.json".into(), bytes: 10, sha256: HASH.into() }),
             text_tokenizer: None,
+            clap_tokenizer: None,
             shards: vec![FileEntry { file: "shard-00000.bin".into(), bytes: 4096, sha256: HASH.into() }],
             // q4 (3, 33): padded to 64 columns = 8 words + 1 scale word per row = 108 bytes.
             tensors: vec![tensor("norm", vec![64], StoredType::F32, 0), tensor("wq", vec![3, 33], StoredType::Q4, 256)],
@@ -278,6 +288,11 @@ mod tests {
         let parsed = Manifest::parse(json.as_bytes()).unwrap();
         assert_eq!(parsed.tensor("wq").unwrap().pieces(), vec![(0, 4046..4096), (1, 0..58)]);
         assert_eq!(parsed.tensor("wk").unwrap_err().to_string(), "manifest: no tensor named 'wk'");
+        // The optional tokenizers are written only when there, and read back.
+        assert!(!serde_json::to_string(&m).unwrap().contains("clap_tokenizer"));
+        let mut with_clap = m.clone();
+        with_clap.clap_tokenizer = Some(FileEntry { file: "clap-tokenizer.json".into(), bytes: 7, sha256: HASH.into() });
+        assert_eq!(Manifest::parse(&serde_json::to_vec(&with_clap).unwrap()).unwrap(), with_clap);
     }
 
     #[test]
@@ -285,6 +300,10 @@ mod tests {
         assert!(error_of(|m| m.format = "m2ugen-weights/1".into()).starts_with("manifest: format: 'm2ugen-weights/1' is not 'm2ugen-weights/2'"));
         assert!(error_of(|m| m.shards[0].file = "../../etc/passwd".into()).starts_with("manifest: shards[0].file: '../../etc/passwd' is not a plain file name"));
         assert!(error_of(|m| m.tokenizer.as_mut().unwrap().file = "https://evil.example/t.json".into()).starts_with("manifest: tokenizer.file:"));
+        let clap = |file: &str| Some(FileEntry { file: file.into(), bytes: 10, sha256: HASH.into() });
+        assert!(error_of(|m| m.clap_tokenizer = clap("../clap.json")).starts_with("manifest: clap_tokenizer.file: '../clap.json' is not a plain file name"));
+        assert!(error_of(|m| m.text_tokenizer = clap("a/t5.json")).starts_with("manifest: text_tokenizer.file:"));
+        assert!(error_of(|m| m.clap_tokenizer = Some(FileEntry { file: "c.json".into(), bytes: 1, sha256: "0".into() })).starts_with("manifest: clap_tokenizer.sha256: sha256 must be 64"));
         assert!(error_of(|m| m.shards[0].sha256 = "ABC".into()).starts_with("manifest: shards[0].sha256: sha256 must be 64"));
         assert_eq!(error_of(|m| m.tensors[1].bytes = 100), "manifest: tensors[1] (wq).bytes: 100 but shape [3, 33] as Q4 takes 108");
         assert_eq!(error_of(|m| m.tensors[1].shard = 3), "manifest: tensors[1] (wq).shard: 3 but there are 1 shards");

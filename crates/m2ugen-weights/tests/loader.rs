@@ -55,7 +55,7 @@ fn make_model(name: &str) -> (PathBuf, BTreeMap<String, Vec<u8>>) {
         std::fs::write(dir.join(&file), &shard).unwrap();
         shards.push(FileEntry { file, bytes: shard.len() as u64, sha256: hex(&shard) });
     }
-    let manifest = Manifest { format: FORMAT.into(), model: "t".into(), version: "1".into(), kind: m2ugen_core::config::ModelKind::Components, components: BTreeMap::new(), tokenizer: None, text_tokenizer: None, shards, tensors };
+    let manifest = Manifest { format: FORMAT.into(), model: "t".into(), version: "1".into(), kind: m2ugen_core::config::ModelKind::Components, components: BTreeMap::new(), tokenizer: None, text_tokenizer: None, clap_tokenizer: None, shards, tensors };
     std::fs::write(dir.join("manifest.json"), serde_json::to_vec(&manifest).unwrap()).unwrap();
     (dir, data)
 }
