@@ -24,6 +24,10 @@ cp "$fixture/io.safetensors" "$served/"
 musicgen=${M2UGEN_MUSICGEN_FIXTURE:-tests/data/musicgen}
 cargo run --locked -q -p m2ugen-cli -- convert --hf musicgen="$musicgen/musicgen" --dtype f32 --shard-mib 1 --model musicgen-fixture --out "$served/musicgen"
 cp "$musicgen/io.safetensors" "$served/musicgen/"
+# And the AudioLDM 2 fixture, for the browser AudioLDM 2 suite.
+audioldm2=${M2UGEN_AUDIOLDM2_FIXTURE:-tests/data/audioldm2}
+cargo run --locked -q -p m2ugen-cli -- convert --diffusers audioldm2="$audioldm2" --dtype f32 --shard-mib 1 --model audioldm2-fixture --out "$served/audioldm2"
+cp "$audioldm2/io.safetensors" "$served/audioldm2/"
 port=${M2UGEN_FIXTURE_PORT:-18737}
 "$CARGO_TARGET_DIR/debug/m2ugen" serve "$served" --addr "127.0.0.1:$port" --test-faults >"$served.url" &
 server=$!

@@ -11,6 +11,9 @@
 pub use anyhow::{ensure, Result};
 
 pub mod audioldm2;
+pub mod audioldm2_pipeline;
+pub mod audioldm2_decoder;
+pub mod audioldm2_text;
 pub mod encodec;
 pub mod music;
 pub mod parity;

@@ -15,10 +15,23 @@
 //! - [`musicgen`]: MusicGen's decoder (codebook tokens over a KV cache, cross-attention to the
 //!   conditioning), its delay pattern and classifier-free guidance.
 //! - [`encodec`]: EnCodec's decoder (codes to a 32 kHz waveform), whole or in chunks.
+//! - [`clap`]: CLAP's text branch (AudioLDM 2's first text encoder).
+//! - [`gpt2`]: GPT-2 on embeddings with a KV cache (AudioLDM 2's language model).
+//! - [`audioldm2_text`]: AudioLDM 2's text side: CLAP, T5, the projection and GPT-2 to the
+//!   UNet's conditioning.
+//! - [`unet`]: AudioLDM 2's denoiser (the UNet whose transformers attend to GPT-2's and T5's
+//!   states).
+//! - [`vae`]: the VAE's decoder (latents to a mel spectrogram), with the 2-D blocks the UNet
+//!   shares.
+//! - [`hifigan`]: SpeechT5's HiFi-GAN vocoder (mel spectrogram to 16 kHz audio).
 #![deny(missing_docs)]
 
 pub mod adapter;
+pub mod audioldm2_text;
+pub mod clap;
 pub mod encodec;
+pub mod gpt2;
+pub mod hifigan;
 pub mod layers;
 pub mod llama;
 pub mod mert;
@@ -26,6 +39,8 @@ pub mod musicgen;
 pub mod projector;
 pub mod store;
 pub mod t5;
+pub mod unet;
+pub mod vae;
 pub mod vision;
 
 pub use llama::{KvCache, Llama, Media};

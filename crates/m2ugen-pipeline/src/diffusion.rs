@@ -115,6 +115,7 @@ pub fn guide(batch: &[f32], scale: f32) -> Vec<f32> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -18,9 +18,12 @@
 //!   and the LLM's answer to the music decoder's conditioning; the page and `m2ugen generate`
 //!   share it.
 //! - [`diffusion`]: DDIM as `diffusers` samples (timesteps, schedule, one step, guidance).
+//! - [`audioldm2`]: AudioLDM 2 as diffusers runs it (text side or M2UGen's projector, guided DDIM over
+//!   the UNet, the VAE's mel, HiFi-GAN), with seeded noise.
 //! - [`tokenizer`]: LLaMA's tokenizer, and incremental detokenization of a stream of tokens.
 #![deny(missing_docs)]
 
+pub mod audioldm2;
 pub mod chat;
 pub mod diffusion;
 pub mod features;

@@ -122,6 +122,18 @@ pub struct UnetConfig {
     /// Latent height the model was trained at (informative).
     #[serde(default)]
     pub sample_size: Option<usize>,
+    /// An activation on the time embedding (not implemented: none in AudioLDM 2).
+    #[serde(default)]
+    pub time_embedding_act_fn: Option<String>,
+    /// An activation after the time embedding (not implemented).
+    #[serde(default)]
+    pub timestep_post_act: Option<String>,
+    /// A conditioning projection into the time embedding (not implemented).
+    #[serde(default)]
+    pub time_cond_proj_dim: Option<usize>,
+    /// Class embeddings (not implemented).
+    #[serde(default)]
+    pub num_class_embeds: Option<usize>,
 }
 
 impl UnetConfig {
@@ -156,6 +168,10 @@ impl UnetConfig {
             conv_in_kernel: 3,
             conv_out_kernel: 3,
             sample_size: Some(32),
+            time_embedding_act_fn: None,
+            timestep_post_act: None,
+            time_cond_proj_dim: None,
+            num_class_embeds: None,
         }
     }
 
@@ -230,14 +246,16 @@ impl UnetConfig {
         check(self.act_fn == Activation::Silu, format!("{at}.act_fn"), "only silu is implemented")?;
         check(self.resnet_time_scale_shift == "default", format!("{at}.resnet_time_scale_shift"), "only 'default' is implemented")?;
         check(self.time_embedding_type == "positional", format!("{at}.time_embedding_type"), "only 'positional' is implemented")?;
-        check(self.class_embed_type.is_none(), format!("{at}.class_embed_type"), "class conditioning is not implemented")?;
+        check(self.class_embed_type.is_none() && self.num_class_embeds.is_none(), format!("{at}.class_embed_type"), "class conditioning is not implemented")?;
+        check(self.time_embedding_act_fn.is_none() && self.timestep_post_act.is_none(), format!("{at}.time_embedding_act_fn"), "activations around the time embedding are not implemented")?;
+        check(self.time_cond_proj_dim.is_none(), format!("{at}.time_cond_proj_dim"), "a conditioning projection into the time embedding is not implemented")?;
         check(matches!(self.only_cross_attention, serde_json::Value::Bool(false) | serde_json::Value::Null), format!("{at}.only_cross_attention"), "only false is implemented")?;
-        check(self.norm_num_groups > 0 && self.block_out_channels.iter().all(|c| c % self.norm_num_groups == 0), format!("{at}.norm_num_groups"), format!("{} does not divide every block's channels {:?}", self.norm_num_groups, self.block_out_channels))?;
+        check(self.norm_num_groups > 0 && self.block_out_channels.iter().all(|c| c.is_multiple_of(self.norm_num_groups)), format!("{at}.norm_num_groups"), format!("{} does not divide every block's channels {:?}", self.norm_num_groups, self.block_out_channels))?;
         check(self.conv_in_kernel % 2 == 1 && self.conv_out_kernel % 2 == 1, format!("{at}.conv_in_kernel"), "kernels must be odd")?;
         for i in 0..n {
             check(self.layers(i) > 0, format!("{at}.layers_per_block"), format!("no value for block {i}"))?;
             let heads = self.heads(i);
-            check(heads > 0 && self.block_out_channels[i] % heads == 0, format!("{at}.attention_head_dim"), format!("{heads} heads do not divide block {i}'s {} channels", self.block_out_channels[i]))?;
+            check(heads > 0 && self.block_out_channels[i].is_multiple_of(heads), format!("{at}.attention_head_dim"), format!("{heads} heads do not divide block {i}'s {} channels", self.block_out_channels[i]))?;
             if self.down_block_types[i] == "CrossAttnDownBlock2D" {
                 check(!self.cross_attention_dims(i).is_empty(), format!("{at}.cross_attention_dim"), format!("no transformers for block {i}"))?;
             }
@@ -337,7 +355,7 @@ impl VaeConfig {
         check(n > 0, format!("{at}.block_out_channels"), "is empty")?;
         check(self.up_block_types.len() == n && self.up_block_types.iter().all(|t| t == "UpDecoderBlock2D"), format!("{at}.up_block_types"), format!("must be {n} x UpDecoderBlock2D"))?;
         check(self.act_fn == Activation::Silu, format!("{at}.act_fn"), "only silu is implemented")?;
-        check(self.norm_num_groups > 0 && self.block_out_channels.iter().all(|c| c % self.norm_num_groups == 0), format!("{at}.norm_num_groups"), format!("{} does not divide every block's channels {:?}", self.norm_num_groups, self.block_out_channels))?;
+        check(self.norm_num_groups > 0 && self.block_out_channels.iter().all(|c| c.is_multiple_of(self.norm_num_groups)), format!("{at}.norm_num_groups"), format!("{} does not divide every block's channels {:?}", self.norm_num_groups, self.block_out_channels))?;
         check(self.scaling_factor.is_finite() && self.scaling_factor != 0.0, format!("{at}.scaling_factor"), "must be a non-zero number")
     }
 }
@@ -501,7 +519,7 @@ impl ClapConfig {
     /// Fails naming the first inconsistent field.
     pub fn check(&self, at: &str) -> Result<()> {
         let t = &self.text_config;
-        check(t.num_attention_heads > 0 && t.hidden_size % t.num_attention_heads == 0, format!("{at}.text_config.num_attention_heads"), format!("{} heads do not divide the width {}", t.num_attention_heads, t.hidden_size))?;
+        check(t.num_attention_heads > 0 && t.hidden_size.is_multiple_of(t.num_attention_heads), format!("{at}.text_config.num_attention_heads"), format!("{} heads do not divide the width {}", t.num_attention_heads, t.hidden_size))?;
         check(t.max_position_embeddings > t.pad_token_id + 1, format!("{at}.text_config.max_position_embeddings"), "leaves no position past the padding id")
     }
 }
@@ -574,7 +592,7 @@ impl Gpt2Config {
 
     /// Fails naming the first inconsistent field.
     pub fn check(&self, at: &str) -> Result<()> {
-        check(self.n_head > 0 && self.n_embd % self.n_head == 0, format!("{at}.n_head"), format!("{} heads do not divide the width {}", self.n_head, self.n_embd))
+        check(self.n_head > 0 && self.n_embd.is_multiple_of(self.n_head), format!("{at}.n_head"), format!("{} heads do not divide the width {}", self.n_head, self.n_embd))
     }
 }
 
@@ -851,6 +869,7 @@ fn beta_end() -> f64 {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::config::parse;
@@ -911,6 +930,10 @@ mod tests {
         json["unet"]["time_embedding_type"] = "fourier".into();
         let c: Audioldm2Config = parse("audioldm2", &json).unwrap();
         assert!(c.check().unwrap_err().to_string().contains("audioldm2.unet.time_embedding_type"));
+        let mut json = fixture_json();
+        json["unet"]["time_cond_proj_dim"] = 8.into();
+        let c: Audioldm2Config = parse("audioldm2", &json).unwrap();
+        assert!(c.check().unwrap_err().to_string().contains("audioldm2.unet.time_cond_proj_dim"));
         let mut json = fixture_json();
         json["scheduler"]["_class_name"] = "PNDMScheduler".into();
         let c: Audioldm2Config = parse("audioldm2", &json).unwrap();
