@@ -314,6 +314,41 @@ await scenario("share-link-in-a-fresh-profile", webgpu, async (page, { requests 
   await shot(page, "6-shared");
 });
 
+let recipe = null;
+
+await scenario("audioldm2-decoder-and-its-recipe-link", webgpu, async (page) => {
+  // The bundled model has both decoders: the page offers the choice, and AudioLDM 2's fields.
+  await loadModel(page);
+  await expectText(page, "[data-testid=model-loaded]", /MusicGen \(caption, text, embedding mode\) or AudioLDM 2 \(caption, text mode\)/, "both decoders are named with their modes");
+  if (await page.$("[data-testid=steps]")) throw new Error("AudioLDM 2's steps are shown while MusicGen is chosen");
+  await setField(page, "decoder", "audioldm2");
+  await page.waitForSelector("[data-testid=steps]");
+  await setField(page, "steps", 2);
+  await setField(page, "guidance", 3.5);
+  const t = await makeTrack(page, "a calm piano piece", 0.1, 4, "text");
+  if (!t.link || !t.link.includes("#m2ugen=2.")) throw new Error(`no recipe link: ${t.link}`);
+  report.recipeLinkLength = t.link.length;
+  await expectText(page, "[data-testid=track] h3", /AudioLDM 2, text mode, seed 4/, "the track names its decoder");
+  await expectText(page, "[data-testid=track]", /carries the recipe/, "the link says it is a recipe");
+  const seconds = await page.$eval("[data-testid=player]", (a) => new Promise((ok) => { if (a.readyState >= 1) ok(a.duration); else a.addEventListener("loadedmetadata", () => ok(a.duration), { once: true }); }));
+  if (!(seconds > 0.09 && seconds < 0.11)) throw new Error(`the AudioLDM 2 track lasts ${seconds} s, not 0.1`);
+  recipe = t;
+  await shot(page, "9-audioldm2");
+});
+
+await scenario("audioldm2-recipe-in-a-fresh-profile", webgpu, async (page) => {
+  if (!recipe) throw new Error("no AudioLDM 2 track");
+  await page.goto(base + recipe.link.slice(recipe.link.indexOf("#")), { waitUntil: "load" });
+  await page.waitForSelector("[data-testid=track], [role=alert][data-testid^=error-]");
+  const error = await page.$("[role=alert][data-testid^=error-]");
+  if (error) throw new Error(await text(page, "[role=alert][data-testid^=error-]"));
+  const sha = await page.$eval("[data-testid=track]", (t) => t.dataset.samplesSha256);
+  if (sha !== recipe.sha) throw new Error(`the recipe made other samples (${sha} vs ${recipe.sha})`);
+  const parts = await text(page, "[data-testid=load-progress]");
+  if (!/AudioLDM 2 \(to make the shared track again\)/.test(parts) || /language model|music decoder|EnCodec/.test(parts)) throw new Error(`opening a recipe loaded more than AudioLDM 2: ${parts}`);
+  if (await page.$("[data-testid=model-loaded]")) throw new Error("opening a recipe loaded the whole model");
+});
+
 await scenario("malformed-share-link", webgpu, async (page) => {
   await page.goto(base + "#m2ugen=1.AAAA!!not-a-link", { waitUntil: "load" });
   await expectText(page, "[data-testid=error-link]", /share link/, "a malformed link is named");

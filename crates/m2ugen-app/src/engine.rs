@@ -7,27 +7,30 @@
 //! give it messages one at a time, except [`Controls`] (stop, lose the device), which act at
 //! once, while a request is under way.
 
-use crate::protocol::{Attachment, Envelope, Failure, FromEngine, Medium, ModelInfo, MusicRequest, ToEngine, TrackInfo};
+use crate::protocol::{Attachment, DecoderInfo, Envelope, Failure, FromEngine, Medium, ModelInfo, MusicRequest, ToEngine, TrackInfo, Unit};
 use m2ugen_core::config::Modality;
 use m2ugen_core::media::Planar;
 use m2ugen_core::DType;
 use m2ugen_gpu::{F16Mode, Gpu, GpuOptions, GpuTensor, Recorder};
 use m2ugen_models::encodec::EncodecDecoder;
 use m2ugen_models::OutputProjector;
+use m2ugen_pipeline::audioldm2::{make_audioldm2, make_audioldm2_embedding, Audioldm2, Audioldm2Request, Audioldm2Tokenizers, DiffusionSettings};
 use m2ugen_pipeline::chat::Conversation;
 use m2ugen_pipeline::generate::{Cancel, GenerateError, Settings};
-use m2ugen_pipeline::load::{load_music, load_understanding_of, LoadError, Understanding};
+use m2ugen_pipeline::load::{load_audioldm2, load_music, load_understanding_of, LoadError, Understanding};
 use m2ugen_pipeline::music::{generate_long, Mode, MusicModel, MusicSettings, FRAME_RATE};
-use m2ugen_pipeline::share::{self, SharedTrack};
-use m2ugen_pipeline::studio::{self, Abilities};
+use m2ugen_pipeline::share::{self, Shared, SharedRecipe, SharedTrack};
+use m2ugen_pipeline::studio::{self, Abilities, Decoder};
 use m2ugen_pipeline::Sampling;
 use m2ugen_weights::loader::{load_manifest_with_hash, Event, Fetcher, LoadOptions, TensorCache};
 use m2ugen_weights::Manifest;
 use std::cell::RefCell;
 use std::rc::Rc;
 
-/// Longest track the page makes, in seconds (longer ones are made in windows).
+/// Longest track the page makes with MusicGen, in seconds (longer ones are made in windows).
 pub const MAX_SECONDS: f32 = 120.0;
+/// Longest track the page makes with AudioLDM 2, in seconds (the pipeline's and a recipe's).
+pub const MAX_DIFFUSION_SECONDS: f32 = m2ugen_pipeline::audioldm2::MAX_SECONDS;
 /// Frames MusicGen makes at once (its 30-second training length).
 pub const WINDOW_FRAMES: usize = 30 * FRAME_RATE;
 /// Frames of the track so far that prompt each further window (audiocraft's 12 s).
@@ -143,7 +146,20 @@ struct Loaded {
     info: ModelInfo,
     understanding: Option<Understanding>,
     music: Option<MusicModel>,
+    /// AudioLDM 2, with CLAP's and T5's tokenizers when the model has its text side.
+    audioldm2: Option<(Audioldm2, Option<Audioldm2Tokenizers>)>,
     projector: Option<OutputProjector>,
+}
+
+/// AudioLDM 2 loaded to make a shared recipe again, for another model than the one loaded:
+/// the model's URL and id, the pipeline, its tokenizers.
+type SharedAudioldm2 = (String, String, Audioldm2, Audioldm2Tokenizers);
+
+/// What conditions AudioLDM 2: a text (the prompt, or the LLM's caption) or the output
+/// projector's states.
+enum Described {
+    Text(String),
+    States(GpuTensor),
 }
 
 /// The engine's state.
@@ -162,6 +178,8 @@ pub struct Engine<F: Fetcher> {
     chat: Option<Conversation>,
     /// EnCodec loaded for a share link of another model than the one loaded: `(url, id)`.
     shared: Option<(String, String, EncodecDecoder, usize)>,
+    /// AudioLDM 2 loaded for a share link of another model than the one loaded.
+    shared_audioldm2: Option<SharedAudioldm2>,
 }
 
 /// Where replies go.
@@ -174,7 +192,7 @@ fn say(out: Out<'_>, msg: FromEngine) {
 impl<F: Fetcher> Engine<F> {
     /// An engine reading models through `open(url)`, keeping verified weights in `cache`.
     pub fn new(open: impl Fn(&str) -> F + 'static, cache: Option<Box<dyn TensorCache>>, in_worker: bool, controls: Controls) -> Self {
-        Engine { open: Box::new(open), cache, in_worker, controls, want_f16: true, gpu: None, dtype: DType::F32, model: None, attachment: None, features: Vec::new(), chat: None, shared: None }
+        Engine { open: Box::new(open), cache, in_worker, controls, want_f16: true, gpu: None, dtype: DType::F32, model: None, attachment: None, features: Vec::new(), chat: None, shared: None, shared_audioldm2: None }
     }
 
     /// Handles one message; every failure becomes a [`FromEngine::Failed`]. A lost device is
@@ -295,6 +313,7 @@ impl<F: Fetcher> Engine<F> {
         self.chat = None;
         self.features.clear();
         self.shared = None;
+        self.shared_audioldm2 = None;
         let url = self.model.take().map(|m| m.url);
         let attachment = self.attachment.take();
         let result = async {
@@ -329,6 +348,7 @@ impl<F: Fetcher> Engine<F> {
         self.features.clear();
         self.attachment = None;
         self.shared = None;
+        self.shared_audioldm2 = None;
         let fetcher = (self.open)(url);
         let (manifest, sha256, offline) = load_manifest_with_hash(&fetcher, self.cache.as_deref()).await.map_err(|e| Fail::from(e).named(url))?;
         if offline {
@@ -337,7 +357,7 @@ impl<F: Fetcher> Engine<F> {
         let gpu = self.gpu()?;
         check_fits(&manifest, self.dtype, gpu.limits.max_buffer_size).map_err(|e| Fail(Failure::Model, format!("{url}: {e}")))?;
         let abilities = Abilities::of(&manifest);
-        if !abilities.chat && !abilities.music {
+        if !abilities.chat && abilities.decoders.is_empty() {
             return Err(Fail(Failure::Model, format!("{url}: the model '{}' has neither an LLM with its tokenizer nor a music decoder: there is nothing this page can do with it", manifest.model)));
         }
         let clock = m2ugen_gpu::now_ms;
@@ -359,8 +379,9 @@ impl<F: Fetcher> Engine<F> {
         } else {
             None
         };
-        let music = if abilities.music { Some(load_music(gpu, dtype, &fetcher, &manifest, WINDOW_FRAMES + 8, &options, |e| progress("music decoder", e, out)).await?) } else { None };
-        let projector = if abilities.modes.contains(&Mode::Embedding) {
+        let music = if abilities.has(Decoder::Musicgen) { Some(load_music(gpu, dtype, &fetcher, &manifest, WINDOW_FRAMES + 8, &options, |e| progress("music decoder", e, out)).await?) } else { None };
+        let audioldm2 = if abilities.has(Decoder::Audioldm2) { Some(load_audioldm2(gpu, dtype, &fetcher, &manifest, &options, |e| progress("AudioLDM 2", e, out)).await?) } else { None };
+        let projector = if abilities.decoders.iter().any(|d| abilities.modes_for(*d).contains(&Mode::Embedding)) {
             Some(studio::load_projector(gpu, dtype, &fetcher, &manifest, &options, |e| progress("output projector", e, out)).await?)
         } else {
             None
@@ -373,13 +394,13 @@ impl<F: Fetcher> Engine<F> {
             untrained: manifest.model.contains("untrained"),
             chat: abilities.chat,
             hears,
-            music: abilities.music,
-            modes: abilities.modes.iter().map(|m| m.name().to_string()).collect(),
+            music: !abilities.decoders.is_empty(),
+            decoders: abilities.decoders.iter().map(|&d| DecoderInfo { name: d.name().into(), title: d.title().into(), modes: abilities.modes_for(d).iter().map(|m| m.name().to_string()).collect() }).collect(),
             video_frames: understanding.as_ref().and_then(|u| u.encoders.video_frames()),
             bytes,
         };
         say(out, FromEngine::Loaded(info.clone()));
-        self.model = Some(Loaded { url: url.to_string(), manifest, sha256, abilities, info, understanding, music, projector });
+        self.model = Some(Loaded { url: url.to_string(), manifest, sha256, abilities, info, understanding, music, audioldm2, projector });
         Ok(())
     }
 
@@ -442,19 +463,32 @@ impl<F: Fetcher> Engine<F> {
     }
 
     async fn generate(&mut self, job: u32, request: &MusicRequest, out: Out<'_>) -> Result<(), Fail> {
-        let settings = music_settings(request)?;
         let m = self.loaded()?;
-        let music = m.music.as_ref().ok_or_else(|| Fail::input(format!("the model '{}' has no music decoder: load M2UGen or MusicGen to make music", m.info.id)))?;
+        let decoder = match &request.decoder {
+            Some(name) => name.parse::<Decoder>().map_err(|_| Fail::input(format!("decoder '{name}': choose musicgen or audioldm2")))?,
+            None => m.abilities.default_decoder().ok_or_else(|| Fail::input(format!("the model '{}' has no music decoder: load M2UGen, MusicGen or AudioLDM 2 to make music", m.info.id)))?,
+        };
+        check_request(request, decoder)?;
         let mode = match &request.mode {
             Some(name) => name.parse::<Mode>().map_err(|_| Fail::input(format!("mode '{name}': choose caption, embedding or text")))?,
-            None => m.abilities.default_mode().ok_or_else(|| Fail::input("this model can make music in no mode"))?,
+            None => m.abilities.default_mode_for(decoder).ok_or_else(|| Fail::input(studio::mode_problem(&m.manifest, decoder, Mode::Text).unwrap_or_else(|| "this model can make music in no mode".into())))?,
         };
-        if let Some(problem) = studio::mode_problem(&m.manifest, mode) {
+        if let Some(problem) = studio::mode_problem(&m.manifest, decoder, mode) {
             return Err(Fail::input(problem));
         }
         if mode == Mode::Text && self.attachment.is_some() {
-            return Err(Fail::input("text mode is MusicGen alone, which hears no attachment: remove the attachment, or choose caption or embedding mode"));
+            return Err(Fail::input(format!("text mode is {} alone, which hears no attachment: remove the attachment, or choose caption or embedding mode", decoder.title())));
         }
+        match decoder {
+            Decoder::Musicgen => self.generate_musicgen(job, request, mode, out).await,
+            Decoder::Audioldm2 => self.generate_audioldm2(job, request, mode, out).await,
+        }
+    }
+
+    async fn generate_musicgen(&mut self, job: u32, request: &MusicRequest, mode: Mode, out: Out<'_>) -> Result<(), Fail> {
+        let settings = music_settings(request)?;
+        let m = self.loaded()?;
+        let music = m.music.as_ref().ok_or_else(|| Fail::input(format!("the model '{}' has no MusicGen", m.info.id)))?;
         let guided = settings.guidance > 1.0;
         // One stop for the whole request: the description and the music.
         let cancel = self.controls.fresh_cancel();
@@ -464,7 +498,7 @@ impl<F: Fetcher> Engine<F> {
             // A fresh conversation about the attachment: the same request and seed give the
             // same track; it is not the question-and-answer one, and is dropped however it ends.
             self.chat = None;
-            let cond = self.describe(job, request, mode, guided, &cancel, out).await;
+            let cond = self.describe_for_musicgen(job, request, mode, guided, &cancel, out).await;
             self.chat = None;
             cond?
         };
@@ -481,7 +515,7 @@ impl<F: Fetcher> Engine<F> {
             // About a hundred updates a track.
             if p.frames == total || p.frames >= shown + total.div_ceil(100) {
                 shown = p.frames;
-                say(out, FromEngine::Making { job, frames: p.frames, total });
+                say(out, FromEngine::Making { job, done: p.frames, total, unit: Unit::Frames });
             }
         })
         .await?;
@@ -500,6 +534,7 @@ impl<F: Fetcher> Engine<F> {
             rate: music.sampling_rate() as u32,
             prompt: request.prompt.clone(),
             mode: mode.name().into(),
+            decoder: Decoder::Musicgen.title().into(),
             seed: request.seed,
             stopped: frames < total,
             share: share::link(&track).map_err(|e| e.to_string()),
@@ -508,31 +543,131 @@ impl<F: Fetcher> Engine<F> {
         Ok(())
     }
 
-    /// Caption and embedding modes: the LLM answers the request about the attachment (streamed
-    /// as the job's text), and its answer or its `[AUD]` states condition the decoder.
-    async fn describe(&mut self, job: u32, request: &MusicRequest, mode: Mode, guided: bool, cancel: &Cancel, out: Out<'_>) -> Result<m2ugen_models::musicgen::Conditioning, Fail> {
+    /// Caption and embedding modes: the LLM answers the request about the attachment in a fresh
+    /// conversation (streamed as the job's text); the answer's text.
+    async fn answer_request(&mut self, job: u32, request: &MusicRequest, cancel: &Cancel, out: Out<'_>) -> Result<String, Fail> {
         self.conversation()?;
         let (Some(gpu), Some(m), Some(chat)) = (self.gpu.as_ref(), self.model.as_ref(), self.chat.as_mut()) else { return Err(Fail::input("no model is loaded yet")) };
-        let (Some(u), Some(music)) = (m.understanding.as_ref(), m.music.as_ref()) else { return Err(Fail::input("this model cannot do that")) };
+        let Some(u) = m.understanding.as_ref() else { return Err(Fail::input("this model answers no questions")) };
         let answer = chat.ask(gpu, &u.llama, &u.tokenizer, &request.prompt, &answer_settings(u, request.answer_tokens), request.seed, cancel, |t| say(out, FromEngine::Text { turn: job, delta: t.to_string() })).await?;
+        Ok(answer.text)
+    }
+
+    /// The LLM's `[AUD]` states of the conversation just answered, through the output projector.
+    fn projector_states(&mut self) -> Result<GpuTensor, Fail> {
+        let (Some(gpu), Some(m), Some(chat)) = (self.gpu.as_ref(), self.model.as_ref(), self.chat.as_mut()) else { return Err(Fail::input("no model is loaded yet")) };
+        let Some(u) = m.understanding.as_ref() else { return Err(Fail::input("this model answers no questions")) };
         let aud = u.tokenizer.aud_tokens().map_err(|e| Fail(Failure::Model, e.to_string()))?;
-        Ok(studio::conditioning_after_answer(gpu, music, mode, &answer.text, chat, &u.llama, &aud, m.projector.as_ref(), 1, guided)?)
+        Ok(studio::projector_states(gpu, chat, &u.llama, &aud, m.projector.as_ref())?)
+    }
+
+    /// MusicGen's caption and embedding modes: the LLM's answer or its `[AUD]` states condition
+    /// the decoder.
+    async fn describe_for_musicgen(&mut self, job: u32, request: &MusicRequest, mode: Mode, guided: bool, cancel: &Cancel, out: Out<'_>) -> Result<m2ugen_models::musicgen::Conditioning, Fail> {
+        let text = self.answer_request(job, request, cancel, out).await?;
+        let (Some(gpu), Some(m), Some(chat)) = (self.gpu.as_ref(), self.model.as_ref(), self.chat.as_mut()) else { return Err(Fail::input("no model is loaded yet")) };
+        let (Some(u), Some(music)) = (m.understanding.as_ref(), m.music.as_ref()) else { return Err(Fail::input("this model cannot do that")) };
+        let aud = u.tokenizer.aud_tokens().map_err(|e| Fail(Failure::Model, e.to_string()))?;
+        Ok(studio::conditioning_after_answer(gpu, music, mode, &text, chat, &u.llama, &aud, m.projector.as_ref(), 1, guided)?)
+    }
+
+    /// AudioLDM 2: text mode on the prompt; caption mode on the LLM's answer (without its
+    /// `[AUD]` tokens); embedding mode on the output projector's states. One waveform, its
+    /// progress a message per denoising step; the share link is the recipe that makes it again
+    /// (not for embedding mode, whose states a link cannot carry).
+    async fn generate_audioldm2(&mut self, job: u32, request: &MusicRequest, mode: Mode, out: Out<'_>) -> Result<(), Fail> {
+        let settings = diffusion_settings(request)?;
+        let cancel = self.controls.fresh_cancel();
+        let described = match mode {
+            Mode::Text => Described::Text(request.prompt.clone()),
+            _ => {
+                // A fresh conversation, dropped however it ends (as for MusicGen).
+                self.chat = None;
+                let described = match self.answer_request(job, request, &cancel, out).await {
+                    Ok(_) if cancel.is_cancelled() => Ok(None),
+                    Ok(text) if mode == Mode::Caption => Ok(Some(Described::Text(studio::strip_aud(&text)))),
+                    Ok(_) => self.projector_states().map(|s| Some(Described::States(s))),
+                    Err(e) => Err(e),
+                };
+                self.chat = None;
+                match described? {
+                    Some(d) => d,
+                    None => {
+                        say(out, FromEngine::Stopped { job });
+                        return Ok(());
+                    }
+                }
+            }
+        };
+        let (gpu, m) = (self.gpu()?, self.loaded()?);
+        let Some((model, tokenizers)) = m.audioldm2.as_ref() else { return Err(Fail::input(format!("the model '{}' has no AudioLDM 2", m.info.id))) };
+        let on_step = |done: usize, total: usize| say(out, FromEngine::Making { job, done, total, unit: Unit::Steps });
+        let made = match &described {
+            Described::Text(text) => {
+                let tokenizers = tokenizers.as_ref().ok_or_else(|| Fail(Failure::Model, format!("the model '{}' has no AudioLDM 2 tokenizers", m.info.id)))?;
+                let request = Audioldm2Request { prompt: text.clone(), negative: request.negative.clone(), settings };
+                make_audioldm2(gpu, model, tokenizers, &request, on_step, Some(&cancel)).await
+            }
+            Described::States(states) => make_audioldm2_embedding(gpu, model, tokenizers.as_ref(), states, &request.negative, &settings, on_step, Some(&cancel)).await,
+        };
+        if cancel.is_cancelled() {
+            // Diffusion has no partial track.
+            say(out, FromEngine::Stopped { job });
+            return Ok(());
+        }
+        let audio = made?.into_iter().next().unwrap_or_default();
+        self.healthy()?;
+        let share = match described {
+            Described::Text(conditioning) => {
+                let recipe = SharedRecipe {
+                    model: m.manifest.model.clone(),
+                    manifest_sha256: m.sha256,
+                    prompt: request.prompt.clone(),
+                    conditioning,
+                    negative: request.negative.clone(),
+                    seed: settings.seed,
+                    steps: settings.steps,
+                    guidance: settings.guidance,
+                    seconds: settings.seconds,
+                    waveforms: 1,
+                    index: 0,
+                };
+                share::recipe_link(&recipe).map_err(|e| e.to_string())
+            }
+            Described::States(_) => Err("embedding mode's conditioning is the LLM's hidden states in this conversation, which a link cannot carry: make the track in caption or text mode to share it".into()),
+        };
+        let info = TrackInfo { job, rate: model.sampling_rate() as u32, prompt: request.prompt.clone(), mode: mode.name().into(), decoder: Decoder::Audioldm2.title().into(), seed: request.seed, stopped: false, share };
+        out(Envelope { msg: FromEngine::Track(info), data: Some(audio) });
+        Ok(())
     }
 
     async fn open_shared(&mut self, job: u32, url: &str, link: &str, out: Out<'_>) -> Result<(), Fail> {
-        let track = share::parse(link).map_err(|e| Fail(Failure::Link, e.to_string()))?;
+        let shared = share::parse_any(link).map_err(|e| Fail(Failure::Link, e.to_string()))?;
         if self.gpu.is_none() {
             self.start(out).await?;
         }
         let fetcher = (self.open)(url);
         let (manifest, sha256, _) = load_manifest_with_hash(&fetcher, self.cache.as_deref()).await.map_err(|e| Fail::from(e).named(url))?;
-        if track.model != manifest.model || track.manifest_sha256 != sha256 {
+        let (model, made_with) = match &shared {
+            Shared::Codes(t) => (&t.model, t.manifest_sha256),
+            Shared::Recipe(r) => (&r.model, r.manifest_sha256),
+        };
+        if *model != manifest.model || made_with != sha256 {
             return Err(Fail(
                 Failure::Link,
-                format!("this track was made with the model '{}', and the model at {url} is '{}'{}: open the link with ?model= set to the model it was made with", track.model, manifest.model, if track.model == manifest.model { " with other weights" } else { "" }),
+                format!("this track was made with the model '{model}', and the model at {url} is '{}'{}: open the link with ?model= set to the model it was made with", manifest.model, if *model == manifest.model { " with other weights" } else { "" }),
             ));
         }
-        let config = m2ugen_pipeline::load::musicgen_config(&manifest)?;
+        match shared {
+            Shared::Codes(track) => self.open_codes(job, url, &fetcher, &manifest, sha256, track, out).await,
+            Shared::Recipe(recipe) => self.open_recipe(job, url, &fetcher, &manifest, sha256, recipe, out).await,
+        }
+    }
+
+    /// A MusicGen track's codes, decoded with the loaded model's EnCodec or EnCodec alone.
+    #[allow(clippy::too_many_arguments)]
+    async fn open_codes(&mut self, job: u32, url: &str, fetcher: &F, manifest: &Manifest, sha256: [u8; 32], track: SharedTrack, out: Out<'_>) -> Result<(), Fail> {
+        let config = m2ugen_pipeline::load::musicgen_config(manifest)?;
         if track.codebooks != config.decoder.num_codebooks || track.codes.iter().any(|&c| c as usize >= config.decoder.vocab_size) {
             return Err(Fail(Failure::Link, format!("this share link's codes ({} codebooks) do not fit the model '{}' ({} codebooks of {} codes)", track.codebooks, manifest.model, config.decoder.num_codebooks, config.decoder.vocab_size)));
         }
@@ -540,7 +675,7 @@ impl<F: Fetcher> Engine<F> {
         if !same_model && !self.shared.as_ref().is_some_and(|s| s.0 == url && s.1 == manifest.model) {
             let clock = m2ugen_gpu::now_ms;
             let options = self.options(&clock);
-            let (decoder, rate) = studio::load_encodec(self.gpu()?, self.dtype, &fetcher, &manifest, &options, |e| match e {
+            let (decoder, rate) = studio::load_encodec(self.gpu()?, self.dtype, fetcher, manifest, &options, |e| match e {
                 Event::Progress(p) => say(out, FromEngine::Progress { part: "EnCodec (to play the shared track)".into(), done: p.done, total: p.total, cached: p.cached, rate: p.rate(), eta_s: p.eta_s() }),
                 Event::Notice(n) => say(out, FromEngine::Notice(n)),
             })
@@ -562,8 +697,52 @@ impl<F: Fetcher> Engine<F> {
         rec.submit()?;
         let samples = gpu.read(&audio).await?;
         self.healthy()?;
-        let info = TrackInfo { job, rate: rate as u32, prompt: track.prompt.clone(), mode: "shared".into(), seed: 0, stopped: false, share: share::link(&track).map_err(|e| e.to_string()) };
+        let info = TrackInfo { job, rate: rate as u32, prompt: track.prompt.clone(), mode: "shared".into(), decoder: Decoder::Musicgen.title().into(), seed: 0, stopped: false, share: share::link(&track).map_err(|e| e.to_string()) };
         out(Envelope { msg: FromEngine::Track(info), data: Some(samples) });
+        Ok(())
+    }
+
+    /// An AudioLDM 2 recipe made again: with the loaded model's AudioLDM 2 when it is the
+    /// recipe's, else with AudioLDM 2 alone loaded from `url` (its text side and tokenizers;
+    /// not the LLM). Every waveform of the recipe is made, as its noise is drawn for all of them,
+    /// and the one it names returned.
+    #[allow(clippy::too_many_arguments)]
+    async fn open_recipe(&mut self, job: u32, url: &str, fetcher: &F, manifest: &Manifest, sha256: [u8; 32], recipe: SharedRecipe, out: Out<'_>) -> Result<(), Fail> {
+        if let Some(problem) = studio::mode_problem(manifest, Decoder::Audioldm2, Mode::Text) {
+            return Err(Fail(Failure::Link, format!("this share link is an AudioLDM 2 recipe, and the model '{}' cannot make it again: {problem}", manifest.model)));
+        }
+        let settings = DiffusionSettings { seconds: recipe.seconds, steps: recipe.steps, guidance: recipe.guidance, seed: recipe.seed, waveforms: recipe.waveforms };
+        settings.check().map_err(|e| Fail(Failure::Link, format!("this share link is damaged: {e}")))?;
+        let same_model = self.model.as_ref().is_some_and(|m| m.sha256 == sha256 && m.audioldm2.as_ref().is_some_and(|(_, t)| t.is_some()));
+        if !same_model && !self.shared_audioldm2.as_ref().is_some_and(|s| s.0 == url && s.1 == manifest.model) {
+            self.shared_audioldm2 = None;
+            let clock = m2ugen_gpu::now_ms;
+            let options = self.options(&clock);
+            let (model, tokenizers) = load_audioldm2(self.gpu()?, self.dtype, fetcher, manifest, &options, |e| match e {
+                Event::Progress(p) => say(out, FromEngine::Progress { part: "AudioLDM 2 (to make the shared track again)".into(), done: p.done, total: p.total, cached: p.cached, rate: p.rate(), eta_s: p.eta_s() }),
+                Event::Notice(n) => say(out, FromEngine::Notice(n)),
+            })
+            .await?;
+            let tokenizers = tokenizers.ok_or_else(|| Fail(Failure::Model, format!("{url}: AudioLDM 2's tokenizers did not load")))?;
+            self.shared_audioldm2 = Some((url.to_string(), manifest.model.clone(), model, tokenizers));
+        }
+        let (model, tokenizers) = match (&self.model, &self.shared_audioldm2) {
+            (Some(Loaded { audioldm2: Some((model, Some(tokenizers))), .. }), _) if same_model => (model, tokenizers),
+            (_, Some((_, _, model, tokenizers))) => (model, tokenizers),
+            _ => return Err(Fail(Failure::Other, "AudioLDM 2 is not loaded".into())),
+        };
+        let cancel = self.controls.fresh_cancel();
+        let gpu = self.gpu()?;
+        let request = Audioldm2Request { prompt: recipe.conditioning.clone(), negative: recipe.negative.clone(), settings };
+        let made = make_audioldm2(gpu, model, tokenizers, &request, |done, total| say(out, FromEngine::Making { job, done, total, unit: Unit::Steps }), Some(&cancel)).await;
+        if cancel.is_cancelled() {
+            say(out, FromEngine::Stopped { job });
+            return Ok(());
+        }
+        let audio = made?.into_iter().nth(recipe.index).ok_or_else(|| Fail(Failure::Link, format!("this share link names waveform {} of {}", recipe.index + 1, recipe.waveforms)))?;
+        self.healthy()?;
+        let info = TrackInfo { job, rate: model.sampling_rate() as u32, prompt: recipe.prompt.clone(), mode: "shared".into(), decoder: Decoder::Audioldm2.title().into(), seed: recipe.seed, stopped: false, share: share::recipe_link(&recipe).map_err(|e| e.to_string()) };
+        out(Envelope { msg: FromEngine::Track(info), data: Some(audio) });
         Ok(())
     }
 }
@@ -616,7 +795,37 @@ fn check_answer_tokens(n: u32) -> Result<(), Fail> {
     if (1..=MAX_ANSWER_TOKENS).contains(&n) { Ok(()) } else { Err(Fail::input(format!("answer length {n}: give 1 to {MAX_ANSWER_TOKENS} tokens"))) }
 }
 
-/// The music settings of a request, each checked and named when out of range.
+/// A request's settings checked for `decoder`, each named when out of range.
+pub fn check_request(r: &MusicRequest, decoder: Decoder) -> Result<(), Fail> {
+    match decoder {
+        Decoder::Musicgen => music_settings(r).map(drop),
+        Decoder::Audioldm2 => diffusion_settings(r).map(drop),
+    }
+}
+
+/// AudioLDM 2's settings of a request (one waveform), each checked and named when out of range.
+pub fn diffusion_settings(r: &MusicRequest) -> Result<DiffusionSettings, Fail> {
+    check_prompt("music prompt", &r.prompt)?;
+    check_answer_tokens(r.answer_tokens)?;
+    if !(r.seconds > 0.0 && r.seconds <= MAX_DIFFUSION_SECONDS) {
+        return Err(Fail::input(format!("length {} s: give a length above 0 and at most {MAX_DIFFUSION_SECONDS} s with AudioLDM 2", r.seconds)));
+    }
+    if !(r.guidance.is_finite() && (0.0..=30.0).contains(&r.guidance)) {
+        return Err(Fail::input(format!("guidance {}: give a scale from 0 to 30 (1 turns guidance off)", r.guidance)));
+    }
+    let most = m2ugen_pipeline::diffusion::MAX_STEPS;
+    if r.steps == 0 || r.steps as usize > most {
+        return Err(Fail::input(format!("steps {}: give 1 to {most} denoising steps", r.steps)));
+    }
+    if r.negative.len() > MAX_PROMPT_BYTES {
+        return Err(Fail::input(format!("the negative prompt is {} bytes long; the limit is {MAX_PROMPT_BYTES}", r.negative.len())));
+    }
+    let settings = DiffusionSettings { seconds: r.seconds, steps: r.steps as usize, guidance: r.guidance, seed: r.seed, waveforms: 1 };
+    settings.check()?;
+    Ok(settings)
+}
+
+/// MusicGen's settings of a request, each checked and named when out of range.
 pub fn music_settings(r: &MusicRequest) -> Result<MusicSettings, Fail> {
     check_prompt("music prompt", &r.prompt)?;
     check_answer_tokens(r.answer_tokens)?;

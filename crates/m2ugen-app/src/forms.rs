@@ -51,14 +51,69 @@ pub fn medium_of_file(name: &str, mime: &str) -> Option<Medium> {
     }
 }
 
-/// A music request from the form, each field checked and named.
-pub fn music_request(prompt: &str, seconds: &str, seed: &str, guidance: &str, mode: &str, answer_tokens: &str) -> Result<MusicRequest, String> {
-    let seconds: f32 = seconds.trim().parse().map_err(|_| format!("length '{seconds}': give a number of seconds"))?;
-    let seed: u64 = seed.trim().parse().ok().filter(|s| *s <= MAX_SEED).ok_or_else(|| format!("seed '{seed}': give a whole number from 0 to {MAX_SEED}"))?;
-    let guidance: f32 = guidance.trim().parse().map_err(|_| format!("guidance '{guidance}': give a number (1 turns guidance off)"))?;
+/// The music form's fields as typed, kept in the browser between visits (older saved forms
+/// lack the newer fields: they take the defaults).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct MusicForm {
+    /// Length in seconds.
+    pub seconds: String,
+    /// Seed of every draw.
+    pub seed: String,
+    /// Guidance scale.
+    pub guidance: String,
+    /// Conditioning mode (empty: the decoder's default).
+    pub mode: String,
+    /// The decoder's name (empty: the model's default).
+    pub decoder: String,
+    /// AudioLDM 2's denoising steps.
+    pub steps: String,
+    /// AudioLDM 2's negative prompt.
+    pub negative: String,
+}
+
+impl Default for MusicForm {
+    fn default() -> Self {
+        MusicForm {
+            seconds: "5".into(),
+            seed: "0".into(),
+            guidance: "3".into(),
+            mode: String::new(),
+            decoder: String::new(),
+            steps: "200".into(),
+            negative: m2ugen_pipeline::audioldm2::DEFAULT_NEGATIVE.into(),
+        }
+    }
+}
+
+/// A music request from the form, each field checked and named: AudioLDM 2's steps and
+/// negative prompt only when it is the decoder (they are hidden otherwise).
+pub fn music_request(prompt: &str, form: &MusicForm, answer_tokens: &str) -> Result<MusicRequest, String> {
+    use m2ugen_pipeline::studio::Decoder;
+    let seconds: f32 = form.seconds.trim().parse().map_err(|_| format!("length '{}': give a number of seconds", form.seconds))?;
+    let seed: u64 = form.seed.trim().parse().ok().filter(|s| *s <= MAX_SEED).ok_or_else(|| format!("seed '{}': give a whole number from 0 to {MAX_SEED}", form.seed))?;
+    let guidance: f32 = form.guidance.trim().parse().map_err(|_| format!("guidance '{}': give a number (1 turns guidance off)", form.guidance))?;
     let answer_tokens = answer_length(answer_tokens)?;
-    let request = MusicRequest { prompt: prompt.to_string(), mode: (!mode.is_empty()).then(|| mode.to_string()), seconds, guidance, seed, temperature: 1.0, top_k: 250, answer_tokens };
-    crate::engine::music_settings(&request).map_err(|e| e.1)?;
+    let decoder = if form.decoder.is_empty() { None } else { Some(form.decoder.parse::<Decoder>().map_err(|_| format!("decoder '{}': choose musicgen or audioldm2", form.decoder))?) };
+    let most = m2ugen_pipeline::diffusion::MAX_STEPS;
+    let steps = match decoder {
+        Some(Decoder::Audioldm2) => form.steps.trim().parse::<u32>().ok().filter(|n| (1..=most as u32).contains(n)).ok_or_else(|| format!("steps '{}': give a whole number of denoising steps from 1 to {most}", form.steps))?,
+        _ => 0,
+    };
+    let request = MusicRequest {
+        prompt: prompt.to_string(),
+        mode: (!form.mode.is_empty()).then(|| form.mode.clone()),
+        seconds,
+        guidance,
+        seed,
+        temperature: 1.0,
+        top_k: 250,
+        answer_tokens,
+        decoder: decoder.map(|d| d.name().to_string()),
+        steps,
+        negative: form.negative.clone(),
+    };
+    crate::engine::check_request(&request, decoder.unwrap_or(Decoder::Musicgen)).map_err(|e| e.1)?;
     Ok(request)
 }
 

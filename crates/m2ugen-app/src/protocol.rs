@@ -66,6 +66,13 @@ pub struct MusicRequest {
     pub top_k: u32,
     /// Most tokens of the LLM's answer that conditions the music (caption and embedding modes).
     pub answer_tokens: u32,
+    /// The music decoder: `musicgen` or `audioldm2` (`None`: the model's default, MusicGen
+    /// when it has both).
+    pub decoder: Option<String>,
+    /// AudioLDM 2: denoising steps (MusicGen ignores it).
+    pub steps: u32,
+    /// AudioLDM 2: the negative prompt of guidance (MusicGen ignores it).
+    pub negative: String,
 }
 
 /// Page to engine.
@@ -105,7 +112,8 @@ pub enum ToEngine {
         /// What to make.
         request: MusicRequest,
     },
-    /// Decode a share link's codes with the model under `url` (EnCodec only).
+    /// Open a share link with the model under `url`: a MusicGen track's codes are decoded
+    /// (EnCodec only), an AudioLDM 2 track's recipe is made again (AudioLDM 2 only).
     OpenShared {
         /// The job's number.
         job: u32,
@@ -158,14 +166,34 @@ pub struct ModelInfo {
     pub chat: bool,
     /// Media the LLM hears.
     pub hears: Vec<Medium>,
-    /// Music is made.
+    /// Music is made (the model has a decoder).
     pub music: bool,
-    /// Conditioning modes, the default first.
-    pub modes: Vec<String>,
+    /// The music decoders, the default first.
+    pub decoders: Vec<DecoderInfo>,
     /// Frames ViViT takes from a video, when the model hears video.
     pub video_frames: Option<usize>,
     /// Bytes of weights loaded.
     pub bytes: u64,
+}
+
+/// A music decoder of the loaded model, as the page offers it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DecoderInfo {
+    /// What a request names it: `musicgen` or `audioldm2`.
+    pub name: String,
+    /// Its name in prose.
+    pub title: String,
+    /// The conditioning modes it can do with this model, the default first.
+    pub modes: Vec<String>,
+}
+
+/// What music progress counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Unit {
+    /// MusicGen's frames (50 a second).
+    Frames,
+    /// AudioLDM 2's denoising steps.
+    Steps,
 }
 
 /// Engine to page.
@@ -220,14 +248,16 @@ pub enum FromEngine {
         /// Whether it was stopped before its end.
         stopped: bool,
     },
-    /// Music progress: frames done of all.
+    /// Music progress: frames or denoising steps done of all.
     Making {
         /// The job.
         job: u32,
-        /// Frames done.
-        frames: usize,
-        /// Frames asked.
+        /// Done.
+        done: usize,
+        /// Asked.
         total: usize,
+        /// What is counted.
+        unit: Unit,
     },
     /// A track (its samples are the envelope's data).
     Track(TrackInfo),
@@ -258,10 +288,13 @@ pub struct TrackInfo {
     pub prompt: String,
     /// The mode it was made in (`shared` for a track opened from a link).
     pub mode: String,
+    /// The decoder that made it, in prose (`MusicGen`, `AudioLDM 2`).
+    pub decoder: String,
     /// The seed.
     pub seed: u64,
     /// Whether it was stopped before its full length.
     pub stopped: bool,
-    /// The share link's fragment (`#m2ugen=1.…`), or why it cannot be shared.
+    /// The share link's fragment (`#m2ugen=1.…`, the codes; `#m2ugen=2.…`, the recipe), or why
+    /// it cannot be shared.
     pub share: Result<String, String>,
 }

@@ -4,10 +4,10 @@
 //! User-visible text (questions, answers, prompts, file names, error messages) is always
 //! inserted as text nodes, never as HTML.
 
-use crate::forms::{check_model_url, medium_of_file, music_request, profile_url, PROFILES};
+use crate::forms::{check_model_url, medium_of_file, music_request, profile_url, MusicForm, PROFILES};
 use crate::display::{format_bytes, format_duration, format_progress, peaks, waveform_path};
 use crate::media::{decode_image, decode_music, decode_video, file_bytes, Limits};
-use crate::protocol::{Attachment, Envelope, Failure, FromEngine, Medium, ModelInfo, ToEngine, TrackInfo};
+use crate::protocol::{Attachment, DecoderInfo, Envelope, Failure, FromEngine, Medium, ModelInfo, ToEngine, TrackInfo, Unit};
 use crate::worker::EngineHandle;
 use crate::GpuStatus;
 use leptos::prelude::*;
@@ -29,10 +29,11 @@ pub enum Busy {
     Attaching(String),
     /// Answering a question.
     Answering(u32),
-    /// Making music: job, frames done, frames asked.
-    Making(u32, usize, usize),
-    /// Opening a share link.
-    Opening,
+    /// Making music: job, done, asked, and whether frames or denoising steps are counted.
+    Making(u32, usize, usize, Unit),
+    /// Opening a share link: the denoising steps done and asked, once an AudioLDM 2 recipe is
+    /// being made again.
+    Opening(Option<(usize, usize)>),
 }
 
 /// One question and its answer.
@@ -276,7 +277,10 @@ fn on_reply(state: State, engine: Engine, env: Envelope<FromEngine>) {
             state.notices.update(|n| n.push("Stopped before any music was made.".into()));
             state.busy.set(None);
         }
-        FromEngine::Making { job, frames, total } => state.busy.set(Some(Busy::Making(job, frames, total))),
+        FromEngine::Making { job, done, total, unit } => match state.busy.get_untracked() {
+            Some(Busy::Opening(_)) => state.busy.set(Some(Busy::Opening(Some((done, total))))),
+            _ => state.busy.set(Some(Busy::Making(job, done, total, unit))),
+        },
         FromEngine::Track(info) => {
             let samples = env.data.unwrap_or_default();
             match track_view(info, &samples) {
@@ -343,7 +347,7 @@ fn open_link(state: State, engine: Engine, link: String) {
         Err(e) => return state.fail(Failure::Input, format!("the share link cannot be opened: {e}")),
     };
     let job = state.next();
-    state.busy.set(Some(Busy::Opening));
+    state.busy.set(Some(Busy::Opening(None)));
     send(engine, ToEngine::OpenShared { job, url, link });
 }
 
@@ -392,7 +396,7 @@ pub fn App() -> impl IntoView {
     if hash.starts_with("#m2ugen=") {
         state.pending_link.set(Some(hash));
     } else if hash.len() > 1 {
-        state.fail(Failure::Link, format!("this page's address ends in '{}', which is not a share link (they start with #m2ugen=1.)", hash.chars().take(40).collect::<String>()));
+        state.fail(Failure::Link, format!("this page's address ends in '{}', which is not a share link (they start with #m2ugen=)", hash.chars().take(40).collect::<String>()));
     }
     start_engine(state, engine);
     if test_hook("") {
@@ -575,7 +579,8 @@ fn ModelSummary(info: ModelInfo) -> impl IntoView {
         can.push(if hears.is_empty() { "answers questions".to_string() } else { format!("answers questions about {}", hears.join(", ")) });
     }
     if info.music {
-        can.push(format!("makes music ({} mode)", info.modes.join(", ")));
+        let decoders: Vec<String> = info.decoders.iter().map(|d| format!("{} ({} mode)", d.title, d.modes.join(", "))).collect();
+        can.push(format!("makes music with {}", decoders.join(" or ")));
     }
     let untrained = info.untrained.then(|| {
         view! {
@@ -798,24 +803,16 @@ async fn record(state: State, engine: Engine, recording: RwSignal<bool>) -> Resu
     Ok(recorder)
 }
 
-/// Settings of music making, kept in this browser between visits (gloo-storage).
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-struct MusicForm {
-    seconds: String,
-    seed: String,
-    guidance: String,
-    mode: String,
-}
-
-impl Default for MusicForm {
-    fn default() -> Self {
-        MusicForm { seconds: "5".into(), seed: "0".into(), guidance: "3".into(), mode: String::new() }
-    }
-}
-
 const SETTINGS_KEY: &str = "m2ugen.music-settings";
 
-/// Making music: the request, its settings, progress and the stop button.
+/// The decoder the form makes music with: the one chosen when the model has it, else the
+/// model's default (its first).
+fn chosen_decoder(decoders: &[DecoderInfo], chosen: &str) -> Option<DecoderInfo> {
+    decoders.iter().find(|d| d.name == chosen).or(decoders.first()).cloned()
+}
+
+/// Making music: the request, the decoder (when the model has two), its settings, progress
+/// and the stop button.
 #[component]
 fn MusicPanel(engine: Engine) -> impl IntoView {
     use gloo_storage::Storage;
@@ -826,19 +823,35 @@ fn MusicPanel(engine: Engine) -> impl IntoView {
     let seed = RwSignal::new(saved.seed);
     let guidance = RwSignal::new(saved.guidance);
     let mode = RwSignal::new(saved.mode);
+    let decoder_name = RwSignal::new(saved.decoder);
+    let steps = RwSignal::new(saved.steps);
+    let negative = RwSignal::new(saved.negative);
+    let decoders = move || state.model.get().map(|m| m.decoders).unwrap_or_default();
+    let decoder = move || chosen_decoder(&decoders(), &decoder_name.get());
+    let diffusion = move || decoder().is_some_and(|d| d.name == "audioldm2");
     let generate = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
-        let form = MusicForm { seconds: seconds.get_untracked(), seed: seed.get_untracked(), guidance: guidance.get_untracked(), mode: mode.get_untracked() };
-        let modes = state.model.get_untracked().map(|m| m.modes).unwrap_or_default();
-        let chosen = if modes.contains(&form.mode) { form.mode.clone() } else { String::new() };
-        match music_request(&prompt.get_untracked(), &form.seconds, &form.seed, &form.guidance, &chosen, &state.answer_tokens.get_untracked()) {
+        let Some(d) = chosen_decoder(&state.model.get_untracked().map(|m| m.decoders).unwrap_or_default(), &decoder_name.get_untracked()) else {
+            return state.fail(Failure::Input, "this model makes no music: load one with a music decoder");
+        };
+        let chosen_mode = mode.get_untracked();
+        let form = MusicForm {
+            seconds: seconds.get_untracked(),
+            seed: seed.get_untracked(),
+            guidance: guidance.get_untracked(),
+            mode: if d.modes.contains(&chosen_mode) { chosen_mode.clone() } else { String::new() },
+            decoder: d.name.clone(),
+            steps: steps.get_untracked(),
+            negative: negative.get_untracked(),
+        };
+        match music_request(&prompt.get_untracked(), &form, &state.answer_tokens.get_untracked()) {
             Ok(request) => {
                 // Settings are a convenience: a browser that refuses storage still makes music.
-                let _ = gloo_storage::LocalStorage::set(SETTINGS_KEY, &form);
+                let _ = gloo_storage::LocalStorage::set(SETTINGS_KEY, &MusicForm { mode: chosen_mode, ..form });
                 let job = state.next();
                 state.error.set(None);
                 state.caption.set(String::new());
-                state.busy.set(Some(Busy::Making(job, 0, 1)));
+                state.busy.set(Some(Busy::Making(job, 0, 1, if d.name == "audioldm2" { Unit::Steps } else { Unit::Frames })));
                 send(engine, ToEngine::Generate { job, request });
             }
             Err(e) => state.fail(Failure::Input, e),
@@ -846,7 +859,7 @@ fn MusicPanel(engine: Engine) -> impl IntoView {
     };
     let busy = move || state.busy.get().is_some();
     let shown = move || state.model.get().is_some_and(|m| m.music);
-    let modes = move || state.model.get().map(|m| m.modes).unwrap_or_default();
+    let modes = move || decoder().map(|d| d.modes).unwrap_or_default();
     view! {
         <Show when=shown>
             <section aria-labelledby="music-heading">
@@ -856,8 +869,16 @@ fn MusicPanel(engine: Engine) -> impl IntoView {
                     <label for="music-prompt">"What music to make"</label>
                     <textarea id="music-prompt" data-testid="music-prompt" rows="2" bind:value=prompt maxlength="2000"></textarea>
                     <div class="settings">
+                        <Show when=move || { decoders().len() > 1 }>
+                            <div>
+                                <label for="decoder">"Decoder"</label>
+                                <select id="decoder" data-testid="decoder" on:change=move |ev| decoder_name.set(event_target_value(&ev)) prop:value=move || decoder().map(|d| d.name).unwrap_or_default()>
+                                    {move || decoders().into_iter().map(|d| view! { <option value=d.name.clone()>{d.title.clone()}</option> }).collect_view()}
+                                </select>
+                            </div>
+                        </Show>
                         <div>
-                            <label for="seconds">"Length (seconds)"</label>
+                            <label for="seconds">{move || if diffusion() { "Length (seconds, at most 60)" } else { "Length (seconds)" }}</label>
                             <input id="seconds" data-testid="seconds" type="number" min="0.1" max="120" step="0.1" bind:value=seconds />
                         </div>
                         <div>
@@ -865,7 +886,7 @@ fn MusicPanel(engine: Engine) -> impl IntoView {
                             <input id="seed" data-testid="seed" type="number" min="0" step="1" bind:value=seed />
                         </div>
                         <div>
-                            <label for="guidance">"Guidance (1: off)"</label>
+                            <label for="guidance">{move || if diffusion() { "Guidance (1: off; AudioLDM 2 uses 3.5)" } else { "Guidance (1: off)" }}</label>
                             <input id="guidance" data-testid="guidance" type="number" min="0" step="0.5" bind:value=guidance />
                         </div>
                         <div>
@@ -875,15 +896,28 @@ fn MusicPanel(engine: Engine) -> impl IntoView {
                                 {move || modes().into_iter().map(|m| view! { <option value=m.clone()>{m.clone()}</option> }).collect_view()}
                             </select>
                         </div>
+                        <Show when=diffusion>
+                            <div>
+                                <label for="steps">"Denoising steps (the reference uses 200)"</label>
+                                <input id="steps" data-testid="steps" type="number" min="1" max="1000" step="1" bind:value=steps />
+                            </div>
+                            <div>
+                                <label for="negative">"Negative prompt"</label>
+                                <input id="negative" data-testid="negative" type="text" maxlength="2000" bind:value=negative />
+                            </div>
+                        </Show>
                     </div>
                     <button type="submit" data-testid="generate" disabled=busy>"Make music"</button>
                     <button type="button" data-testid="stop-music" aria-label="Stop making music" on:click=move |_| send(engine, ToEngine::Stop) disabled=move || !matches!(state.busy.get(), Some(Busy::Making(..)))>"Stop"</button>
                 </form>
                 {move || match state.busy.get() {
-                    Some(Busy::Making(_, frames, total)) => Some(view! {
+                    Some(Busy::Making(_, done, total, unit)) => Some(view! {
                         <label for="music-progress">"Making music"</label>
-                        <progress id="music-progress" data-testid="music-progress" max=total.to_string() value=frames.to_string()></progress>
-                        <span>{format!(" {:.1} of {:.1} s", frames as f64 / 50.0, total as f64 / 50.0)}</span>
+                        <progress id="music-progress" data-testid="music-progress" max=total.to_string() value=done.to_string()></progress>
+                        <span data-testid="music-progress-text">{match unit {
+                            Unit::Frames => format!(" {:.1} of {:.1} s", done as f64 / 50.0, total as f64 / 50.0),
+                            Unit::Steps => format!(" denoising step {done} of {total}"),
+                        }}</span>
                     }),
                     _ => None,
                 }}
@@ -900,9 +934,17 @@ fn TrackList() -> impl IntoView {
     view! {
         <section aria-labelledby="tracks-heading" class="tracks">
             <h2 id="tracks-heading">"Tracks"</h2>
-            <Show when=move || matches!(state.busy.get(), Some(Busy::Opening))>
-                <p data-testid="opening">"Opening the shared track (downloading only EnCodec's weights)…"</p>
+            <Show when=move || matches!(state.busy.get(), Some(Busy::Opening(_)))>
+                <p data-testid="opening">"Opening the shared track (a MusicGen track needs only EnCodec's weights; an AudioLDM 2 track is made again from its recipe, on this GPU)…"</p>
             </Show>
+            {move || match state.busy.get() {
+                Some(Busy::Opening(Some((done, total)))) => Some(view! {
+                    <label for="opening-progress">"Making the shared track again"</label>
+                    <progress id="opening-progress" data-testid="opening-progress" max=total.to_string() value=done.to_string()></progress>
+                    <span>{format!(" denoising step {done} of {total}")}</span>
+                }),
+                _ => None,
+            }}
             <ol>
                 {move || state.tracks.get().into_iter().map(|t| view! { <Track track=t /> }).collect_view()}
             </ol>
@@ -928,7 +970,8 @@ fn Track(track: TrackView) -> impl IntoView {
             }
         }
     };
-    let title = if track.info.mode == "shared" { "Shared track".to_string() } else { format!("Track {} ({} mode, seed {})", track.info.job, track.info.mode, track.info.seed) };
+    let title = if track.info.mode == "shared" { format!("Shared track ({})", track.info.decoder) } else { format!("Track {} ({}, {} mode, seed {})", track.info.job, track.info.decoder, track.info.mode, track.info.seed) };
+    let carries = if share.as_ref().is_ok_and(|f| f.starts_with(m2ugen_pipeline::share::RECIPE_PREFIX)) { "it carries the recipe: opening it makes the track again on the opener's GPU" } else { "it carries the track itself" };
     let file_name = format!("m2ugen-{}-seed{}.wav", track.info.job, track.info.seed);
     view! {
         <li class="track" data-testid="track" data-samples-sha256=track.samples_sha256.clone()>
@@ -943,7 +986,7 @@ fn Track(track: TrackView) -> impl IntoView {
             </p>
             {match link {
                 Some(link) => view! {
-                    <label for=format!("share-{}", track.info.job)>{format!("Share link ({} characters; it carries the track itself, no server involved)", link.len())}</label>
+                    <label for=format!("share-{}", track.info.job)>{format!("Share link ({} characters; {carries}, no server involved)", link.len())}</label>
                     <input id=format!("share-{}", track.info.job) data-testid="share-link" type="text" readonly=true value=link />
                     <button type="button" on:click=copy>{move || if copied.get() { "Copied" } else { "Copy link" }}</button>
                 }.into_any(),

@@ -5,12 +5,14 @@
 
 use m2ugen_app::display::{format_bytes, format_duration, format_eta, format_progress, peaks, waveform_path};
 use m2ugen_app::engine::music_settings;
-use m2ugen_app::forms::{answer_length, check_model_url, medium_of_file, music_request, profile_url, MAX_SEED, PROFILES};
+use m2ugen_app::engine::{check_request, diffusion_settings};
+use m2ugen_app::forms::{answer_length, check_model_url, medium_of_file, music_request, profile_url, MusicForm, MAX_SEED, PROFILES};
+use m2ugen_pipeline::studio::Decoder;
 use m2ugen_app::protocol::{Failure, FromEngine, Medium, MusicRequest, ToEngine};
 use m2ugen_pipeline::Sampling;
 
 fn request() -> MusicRequest {
-    MusicRequest { prompt: "calm piano".into(), mode: None, seconds: 2.0, guidance: 3.0, seed: 1, temperature: 1.0, top_k: 250, answer_tokens: 64 }
+    MusicRequest { prompt: "calm piano".into(), mode: None, seconds: 2.0, guidance: 3.0, seed: 1, temperature: 1.0, top_k: 250, answer_tokens: 64, decoder: None, steps: 200, negative: "Low quality.".into() }
 }
 
 #[test]
@@ -35,21 +37,63 @@ fn music_settings_name_the_field_out_of_range() {
 }
 
 #[test]
-fn the_music_form_is_read_and_checked_field_by_field() {
-    let r = music_request("drums", " 2.5 ", "42", "3", "caption", "64").unwrap();
-    assert_eq!((r.seconds, r.seed, r.guidance, r.mode.as_deref(), r.answer_tokens), (2.5, 42, 3.0, Some("caption"), 64));
-    assert_eq!(music_request("drums", "1", "0", "1", "", "8").unwrap().mode, None);
-    for (args, expected) in [
-        (["drums", "x", "0", "3", "", "8"], "length 'x'"),
-        (["drums", "1", "-1", "3", "", "8"], "seed '-1'"),
-        (["drums", "1", &(MAX_SEED + 1).to_string(), "3", "", "8"], "seed '9007199254740992'"),
-        (["drums", "1", "0", "loud", "", "8"], "guidance 'loud'"),
-        (["drums", "1", "0", "3", "", "0"], "answer length '0'"),
-        (["drums", "500", "0", "3", "", "8"], "at most 120 s"),
+fn audioldm2_settings_name_the_field_out_of_range() {
+    let r = MusicRequest { decoder: Some("audioldm2".into()), seconds: 10.0, steps: 50, guidance: 3.5, ..request() };
+    let ok = diffusion_settings(&r).unwrap();
+    assert_eq!((ok.seconds, ok.steps, ok.guidance, ok.seed, ok.waveforms), (10.0, 50, 3.5, 1, 1));
+    for (bad, field) in [
+        (MusicRequest { seconds: 61.0, ..r.clone() }, "length 61 s: give a length above 0 and at most 60 s with AudioLDM 2"),
+        (MusicRequest { steps: 0, ..r.clone() }, "steps 0: give 1 to 1000"),
+        (MusicRequest { steps: 1001, ..r.clone() }, "steps 1001"),
+        (MusicRequest { guidance: 31.0, ..r.clone() }, "guidance 31: give a scale from 0 to 30"),
+        (MusicRequest { negative: "x".repeat(2001), ..r.clone() }, "negative prompt is 2001 bytes"),
+        (MusicRequest { prompt: "".into(), ..r.clone() }, "music prompt is empty"),
     ] {
-        let e = music_request(args[0], args[1], args[2], args[3], args[4], args[5]).unwrap_err();
+        let e = check_request(&bad, Decoder::Audioldm2).unwrap_err();
+        assert_eq!(e.0, Failure::Input);
+        assert!(e.1.contains(field), "{}", e.1);
+    }
+    // 100 s is MusicGen's to make, not AudioLDM 2's.
+    let long = MusicRequest { seconds: 100.0, ..r };
+    assert!(check_request(&long, Decoder::Musicgen).is_ok());
+    assert!(check_request(&long, Decoder::Audioldm2).is_err());
+}
+
+#[test]
+fn the_music_form_is_read_and_checked_field_by_field() {
+    let form = |seconds: &str, seed: &str, guidance: &str, mode: &str| MusicForm { seconds: seconds.into(), seed: seed.into(), guidance: guidance.into(), mode: mode.into(), ..MusicForm::default() };
+    let r = music_request("drums", &form(" 2.5 ", "42", "3", "caption"), "64").unwrap();
+    assert_eq!((r.seconds, r.seed, r.guidance, r.mode.as_deref(), r.answer_tokens, r.decoder.as_deref()), (2.5, 42, 3.0, Some("caption"), 64, None));
+    assert_eq!(music_request("drums", &form("1", "0", "1", ""), "8").unwrap().mode, None);
+    for (args, expected) in [
+        (["x", "0", "3", "", "8"], "length 'x'"),
+        (["1", "-1", "3", "", "8"], "seed '-1'"),
+        (["1", &(MAX_SEED + 1).to_string(), "3", "", "8"], "seed '9007199254740992'"),
+        (["1", "0", "loud", "", "8"], "guidance 'loud'"),
+        (["1", "0", "3", "", "0"], "answer length '0'"),
+        (["500", "0", "3", "", "8"], "at most 120 s"),
+    ] {
+        let e = music_request("drums", &form(args[0], args[1], args[2], args[3]), args[4]).unwrap_err();
         assert!(e.contains(expected), "{args:?}: {e}");
     }
+    // AudioLDM 2: its steps and negative prompt are read; its limits apply; MusicGen ignores them.
+    let diffusion = MusicForm { decoder: "audioldm2".into(), steps: " 25 ".into(), negative: "noise".into(), ..form("10", "7", "3.5", "text") };
+    let r = music_request("drums", &diffusion, "8").unwrap();
+    assert_eq!((r.decoder.as_deref(), r.steps, r.negative.as_str(), r.seconds), (Some("audioldm2"), 25, "noise", 10.0));
+    for (f, expected) in [
+        (MusicForm { steps: "0".into(), ..diffusion.clone() }, "steps '0': give a whole number of denoising steps from 1 to 1000"),
+        (MusicForm { steps: "many".into(), ..diffusion.clone() }, "steps 'many'"),
+        (MusicForm { seconds: "90".into(), ..diffusion.clone() }, "at most 60 s with AudioLDM 2"),
+        (MusicForm { decoder: "wavenet".into(), ..diffusion.clone() }, "decoder 'wavenet': choose musicgen or audioldm2"),
+    ] {
+        let e = music_request("drums", &f, "8").unwrap_err();
+        assert!(e.contains(expected), "{f:?}: {e}");
+    }
+    let musicgen = MusicForm { decoder: "musicgen".into(), steps: "many".into(), seconds: "90".into(), ..diffusion };
+    assert_eq!(music_request("drums", &musicgen, "8").unwrap().steps, 0, "MusicGen takes 90 s and no steps");
+    // A form saved before the decoder fields existed still reads, with their defaults.
+    let old: MusicForm = serde_json::from_str(r#"{"seconds":"4","seed":"1","guidance":"3","mode":"text"}"#).unwrap();
+    assert_eq!((old.seconds.as_str(), old.decoder.as_str(), old.steps.as_str(), old.negative.as_str()), ("4", "", "200", "Low quality."));
     assert_eq!(answer_length("1024"), Ok(1024));
     assert!(answer_length("1025").is_err());
 }

@@ -4,7 +4,10 @@
 //! format: the reference M2UGen fixture (`tests/data/reference-m2ugen`: its LLM, MERT/ViT/ViViT
 //! encoders and adapters, output projector) with a byte tokenizer, and a MusicGen made from
 //! `tests/data/musicgen` (its decoder and EnCodec, random EnCodec codebooks, a random T5 as wide
-//! as the projector's output) with the tiny T5 tokenizer of `tests/data/t5-tokenizer`. Every
+//! as the projector's output) with the tiny T5 tokenizer of `tests/data/t5-tokenizer`, and
+//! AudioLDM 2 from `tests/data/audioldm2` (its whole `diffusers` pipeline, with a byte-level
+//! RoBERTa tokenizer for CLAP and the same T5 tokenizer), so that the page offers both
+//! decoders. Every
 //! component is there and runs, but what it answers is gibberish and the music it makes is
 //! noise. It is what the CLI's tests run `generate` on, and a stand-in until trained small
 //! weights exist.
@@ -53,10 +56,17 @@ pub struct DefaultModelArgs {
     /// Width of the random T5: the M2UGen's projector output, so that embedding mode runs.
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=4096))]
     t5_width: u32,
-    /// Leave MusicGen out: the M2UGen alone, which understands media but makes no music (the
-    /// tests' model for questions).
+    /// The AudioLDM 2 fixture: a `diffusers` pipeline directory (model_index.json and a folder
+    /// per part) (default: DATA/audioldm2).
+    #[arg(long)]
+    audioldm2: Option<PathBuf>,
+    /// Leave both music decoders out: the M2UGen alone, which understands media but makes no
+    /// music (the tests' model for questions).
     #[arg(long, hide = true)]
     without_music: bool,
+    /// Leave AudioLDM 2 out: M2UGen with MusicGen alone (the tests' model for MusicGen).
+    #[arg(long, hide = true)]
+    without_audioldm2: bool,
 }
 
 /// The input files, each checked to exist.
@@ -66,6 +76,8 @@ struct Sources {
     configs: Vec<(String, PathBuf)>,
     /// The MusicGen model directory and the T5 tokenizer, unless left out.
     music: Option<(PathBuf, PathBuf)>,
+    /// The AudioLDM 2 pipeline directory, unless left out.
+    audioldm2: Option<PathBuf>,
 }
 
 /// `path` when it is a file; otherwise the one-line input error naming it.
@@ -73,7 +85,7 @@ fn need(path: PathBuf) -> Result<PathBuf> {
     if path.is_file() {
         Ok(path)
     } else {
-        Err(InputError(format!("{}: not found (give --data the repository's tests/data, or --reference / --musicgen)", path.display())).into())
+        Err(InputError(format!("{}: not found (give --data the repository's tests/data, or --reference / --musicgen / --audioldm2)", path.display())).into())
     }
 }
 
@@ -93,7 +105,14 @@ impl DefaultModelArgs {
             need(dir.join("model.safetensors"))?;
             Some((dir, need(self.data.join("t5-tokenizer/tokenizer.json"))?))
         };
-        Ok(Sources { checkpoint, params, configs, music })
+        let audioldm2 = if self.without_music || self.without_audioldm2 {
+            None
+        } else {
+            let dir = self.audioldm2.clone().unwrap_or_else(|| self.data.join("audioldm2"));
+            need(dir.join("model_index.json"))?;
+            Some(dir)
+        };
+        Ok(Sources { checkpoint, params, configs, music, audioldm2 })
     }
 }
 
@@ -130,9 +149,17 @@ pub fn run(args: &DefaultModelArgs) -> Result<()> {
     let work = Scratch::new(std::env::temp_dir().join(format!("m2ugen-default-model-{}", std::process::id())))?;
     let tokenizer = work.0.join("bytes-tokenizer.json");
     std::fs::write(&tokenizer, serde_json::to_vec(&byte_tokenizer())?).with_context(|| format!("writing {}", tokenizer.display()))?;
+    // One T5 tokenizer for the model: AudioLDM 2's tokenizer_2/ when it is there, else MusicGen's.
     let musicgen = match &sources.music {
-        Some((src, t5_tokenizer)) => Some(musicgen_dir(src, t5_tokenizer, &work.0.join("musicgen"), args.t5_width as usize).map_err(|e| InputError(format!("{e:#}")))?),
+        Some((src, t5_tokenizer)) => {
+            let tokenizer = sources.audioldm2.is_none().then_some(t5_tokenizer.as_path());
+            Some(musicgen_dir(src, tokenizer, &work.0.join("musicgen"), args.t5_width as usize).map_err(|e| InputError(format!("{e:#}")))?)
+        }
         None => None,
+    };
+    let audioldm2 = match (&sources.audioldm2, &sources.music) {
+        (Some(src), Some((_, t5_tokenizer))) => Some(audioldm2_dir(src, t5_tokenizer, &work.0.join("audioldm2")).map_err(|e| InputError(format!("{e:#}")))?),
+        _ => None,
     };
     let name = args.out.file_name().with_context(|| format!("--out {}: give a directory name", args.out.display()))?;
     let mut partial_name = name.to_os_string();
@@ -144,7 +171,7 @@ pub fn run(args: &DefaultModelArgs) -> Result<()> {
         params: Some(&sources.params),
         llama: None,
         tokenizer: Some(&tokenizer),
-        hf: musicgen.iter().map(|dir| ("musicgen".to_string(), dir.as_path())).collect(),
+        hf: musicgen.iter().map(|dir| ("musicgen".to_string(), dir.as_path())).chain(audioldm2.iter().map(|dir| ("audioldm2".to_string(), dir.as_path()))).collect(),
         configs: sources.configs.iter().map(|(name, file)| (name.clone(), file.as_path())).collect(),
     };
     let manifest = convert::convert(&inputs, &partial.0, &options).map_err(|e| InputError(format!("{e:#}")))?;
@@ -183,6 +210,58 @@ fn byte_tokenizer() -> serde_json::Value {
         "decoder": {"type": "Sequence", "decoders": [{"type": "ByteFallback"}, {"type": "Fuse"}]},
         "model": {"type": "BPE", "dropout": null, "unk_token": "<unk>", "continuing_subword_prefix": null, "end_of_word_suffix": null, "fuse_unk": true, "byte_fallback": true, "ignore_merges": false, "vocab": vocab, "merges": []}
     })
+}
+
+/// RoBERTa's byte-level vocabulary at its smallest, as `vocab.json`: `<s>`, `<pad>`, `</s>`,
+/// `<unk>` (0..3), the 256 characters that stand for bytes (4..259, in character order), `<mask>`
+/// (260); with no merges every text is spelled byte by byte, within the fixture CLAP's 300 rows.
+fn byte_roberta_vocab() -> serde_json::Value {
+    let mut vocab = serde_json::Map::new();
+    for (i, t) in ["<s>", "<pad>", "</s>", "<unk>"].iter().enumerate() {
+        vocab.insert(t.to_string(), i.into());
+    }
+    let mut alphabet: Vec<char> = tokenizers::pre_tokenizers::byte_level::ByteLevel::alphabet().into_iter().collect();
+    alphabet.sort_unstable();
+    for (i, c) in alphabet.iter().enumerate() {
+        vocab.insert(c.to_string(), (4 + i).into());
+    }
+    vocab.insert("<mask>".into(), (4 + alphabet.len()).into());
+    serde_json::Value::Object(vocab)
+}
+
+/// Copies the directory tree `from` to `to`.
+fn copy_dir(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to).with_context(|| format!("creating {}", to.display()))?;
+    for entry in std::fs::read_dir(from).with_context(|| format!("{}: cannot list", from.display()))? {
+        let entry = entry.with_context(|| format!("{}: cannot list", from.display()))?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target).with_context(|| format!("copying {}", entry.path().display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// AudioLDM 2's pipeline directory `src` (its parts) copied to `out` with its tokenizers: CLAP's
+/// ([`byte_roberta_vocab`], no merges, as `tokenizer/vocab.json` and `merges.txt`; the converter
+/// builds its tokenizer.json) and T5's (`t5_tokenizer` as `tokenizer_2/tokenizer.json`).
+fn audioldm2_dir(src: &Path, t5_tokenizer: &Path, out: &Path) -> Result<PathBuf> {
+    // model_index.json and the parts' folders (not what else the fixture holds beside them).
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    std::fs::copy(src.join("model_index.json"), out.join("model_index.json")).with_context(|| format!("copying {}", src.join("model_index.json").display()))?;
+    for part in ["unet", "vae", "vocoder", "text_encoder", "text_encoder_2", "projection_model", "language_model", "scheduler"] {
+        copy_dir(&src.join(part), &out.join(part))?;
+    }
+    let clap = out.join("tokenizer");
+    std::fs::create_dir_all(&clap).with_context(|| format!("creating {}", clap.display()))?;
+    std::fs::write(clap.join("vocab.json"), serde_json::to_vec(&byte_roberta_vocab())?).with_context(|| format!("writing {}", clap.display()))?;
+    std::fs::write(clap.join("merges.txt"), "#version: 0.2\n").with_context(|| format!("writing {}", clap.display()))?;
+    let t5 = out.join("tokenizer_2");
+    std::fs::create_dir_all(&t5).with_context(|| format!("creating {}", t5.display()))?;
+    std::fs::copy(t5_tokenizer, t5.join("tokenizer.json")).with_context(|| format!("copying {}", t5_tokenizer.display()))?;
+    Ok(out.to_path_buf())
 }
 
 /// One f32 tensor: name, shape, values.
@@ -226,8 +305,9 @@ fn write_safetensors(path: &Path, tensors: &[Tensor]) -> Result<()> {
 /// decoder and EnCodec with random codebooks (the fixture's are zeros, as `transformers`
 /// initialises them, so the audio would not depend on the codes), a T5 of width `t5_width`
 /// (random, seeded; the fixture's own T5 when it is the fixture's width) with `enc_to_dec_proj`
-/// when the decoder is wider, and `t5_tokenizer` as its tokenizer.json.
-fn musicgen_dir(src: &Path, t5_tokenizer: &Path, out: &Path, t5_width: usize) -> Result<PathBuf> {
+/// when the decoder is wider, and `t5_tokenizer` as its tokenizer.json (none when another part
+/// brings the model's T5 tokenizer).
+fn musicgen_dir(src: &Path, t5_tokenizer: Option<&Path>, out: &Path, t5_width: usize) -> Result<PathBuf> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let config_path = src.join("config.json");
     let mut config: serde_json::Value = serde_json::from_slice(&std::fs::read(&config_path).with_context(|| format!("{}: cannot read", config_path.display()))?)
@@ -258,6 +338,8 @@ fn musicgen_dir(src: &Path, t5_tokenizer: &Path, out: &Path, t5_width: usize) ->
     }
     std::fs::write(out.join("config.json"), serde_json::to_vec_pretty(&config)?).with_context(|| format!("writing {}", out.display()))?;
     write_safetensors(&out.join("model.safetensors"), &tensors)?;
-    std::fs::copy(t5_tokenizer, out.join("tokenizer.json")).with_context(|| format!("copying {}", t5_tokenizer.display()))?;
+    if let Some(t5_tokenizer) = t5_tokenizer {
+        std::fs::copy(t5_tokenizer, out.join("tokenizer.json")).with_context(|| format!("copying {}", t5_tokenizer.display()))?;
+    }
     Ok(out.to_path_buf())
 }

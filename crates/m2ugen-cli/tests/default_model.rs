@@ -15,14 +15,14 @@ fn writes_every_component_and_tokenizer_with_random_codebooks() {
     // An old output is replaced whole.
     std::fs::create_dir_all(&out).unwrap();
     std::fs::write(out.join("stale.bin"), b"old").unwrap();
-    let run = m2ugen(&[os("default-model"), os("--data"), data().as_os_str(), os("--reference"), fixture().as_os_str(), os("--musicgen"), musicgen_fixture().as_os_str(), os("--out"), out.as_os_str()], None);
+    let run = m2ugen(&[os("default-model"), os("--data"), data().as_os_str(), os("--reference"), fixture().as_os_str(), os("--musicgen"), musicgen_fixture().as_os_str(), os("--audioldm2"), audioldm2_fixture().as_os_str(), os("--out"), out.as_os_str()], None);
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
     assert!(!out.join("stale.bin").exists(), "the old output is gone");
     assert!(!dir.join("model.partial").exists(), "the partial output was renamed");
 
     let manifest = Manifest::parse(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
     assert_eq!(manifest.model, "m2ugen-tiny-untrained");
-    for c in ["llama", "mert", "vit", "vivit", "musicgen"] {
+    for c in ["llama", "mert", "vit", "vivit", "musicgen", "audioldm2"] {
         assert!(manifest.components.contains_key(c), "component {c}: {:?}", manifest.components.keys());
     }
     let tokenizer = manifest.tokenizer.as_ref().expect("the LLM's tokenizer");
@@ -31,6 +31,17 @@ fn writes_every_component_and_tokenizer_with_random_codebooks() {
         assert_eq!(std::fs::metadata(out.join(&f.file)).unwrap().len(), f.bytes, "{}", f.file);
     }
     assert_eq!(std::fs::read(out.join(&text_tokenizer.file)).unwrap(), std::fs::read(t5_tokenizer()).unwrap());
+    // CLAP's: byte-level RoBERTa, every text spelled in bytes within the fixture CLAP's 300 rows.
+    let clap = manifest.clap_tokenizer.as_ref().expect("CLAP's tokenizer");
+    let clap = tokenizers::Tokenizer::from_bytes(std::fs::read(out.join(&clap.file)).unwrap()).unwrap();
+    assert_eq!(clap.get_vocab_size(true), 261);
+    let ids = clap.encode("jazz é", true).unwrap().get_ids().to_vec();
+    assert_eq!((ids.len(), ids[0], ids[ids.len() - 1]), (2 + 7, 0, 2), "<s>, 7 bytes, </s>: {ids:?}");
+    assert!(ids[1..8].iter().all(|&id| (4..260).contains(&id)), "{ids:?}");
+    // Its parts are AudioLDM 2's whole pipeline: the text side, the UNet, the VAE, HiFi-GAN.
+    for part in ["clap", "t5", "projection", "gpt2", "unet", "vae", "vocoder"] {
+        assert!(manifest.tensors.iter().any(|t| t.name.starts_with(&format!("audioldm2.{part}."))), "audioldm2.{part}.*");
+    }
 
     // EnCodec's codebooks are random, not the fixture's zeros.
     let shards: Vec<Vec<u8>> = manifest.shards.iter().map(|s| std::fs::read(out.join(&s.file)).unwrap()).collect();

@@ -143,3 +143,205 @@ fn bad_music_settings_are_one_line_and_exit_code_2() {
     assert!(!out.exists(), "nothing written");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Runs `generate` on `model` with AudioLDM 2's short settings (0.04 s: 640 samples, 3
+/// steps) and `extra`: the output's path, stdout and stderr.
+fn generate_audioldm2(model: &Path, dir: &Path, name: &str, extra: &[&str]) -> (PathBuf, String, String) {
+    let out = dir.join(name);
+    let mut args = vec![os("generate"), os("--model"), model.as_os_str(), os("--seconds"), os("0.04"), os("--steps"), os("3"), os("--max-tokens"), os("4"), os("-o"), out.as_os_str()];
+    args.extend(extra.iter().map(|s| os(s)));
+    let run = m2ugen(&args, None);
+    let stderr = String::from_utf8_lossy(&run.stderr).to_string();
+    assert!(run.status.success(), "{name}: {stderr}");
+    assert!(stderr.contains(&format!("wrote {} (0.04 s at 16000 Hz, AudioLDM 2", out.display())), "{name}: the file: {stderr}");
+    (out, String::from_utf8_lossy(&run.stdout).to_string(), stderr)
+}
+
+/// A 16-bit mono WAV at 16 kHz of 0.04 s, not silence: its samples.
+fn audioldm2_wav(path: &Path) -> Vec<i16> {
+    let wav = read_wav(path);
+    assert_eq!((wav.format, wav.channels, wav.rate, wav.bits), (1, 1, 16000, 16), "{}: 16-bit PCM mono at 16 kHz", path.display());
+    assert_eq!(wav.samples.len(), 640, "{}: 0.04 s at 16 kHz", path.display());
+    assert!(wav.samples.iter().any(|&s| s != 0), "{}: not silence", path.display());
+    wav.samples
+}
+
+#[test]
+fn audioldm2_makes_16_khz_audio_from_text_the_same_for_a_seed() {
+    let dir = scratch("generate-audioldm2");
+    let model = audioldm2_model();
+    // AudioLDM 2 alone: its decoder and text mode are the defaults.
+    let (path, stdout, stderr) = generate_audioldm2(model, &dir, "text.wav", &["calm jazz piano"]);
+    assert_eq!(stdout, "", "no LLM, no answer");
+    let steps: Vec<&str> = stderr.lines().filter(|l| l.starts_with("audioldm2: step ")).collect();
+    assert_eq!(steps.len(), 3, "a progress line per step: {stderr}");
+    for (i, line) in steps.iter().enumerate() {
+        assert!(line.starts_with(&format!("audioldm2: step {}/3, ", i + 1)) && line.ends_with(" s left"), "{line}");
+    }
+    assert!(stderr.contains("text mode, seed 0, 3 steps"), "{stderr}");
+    assert!(!stderr.contains("not ranked"), "one waveform, nothing to rank: {stderr}");
+    let text = audioldm2_wav(&path);
+
+    // The same request and seed: the same samples; another seed, other noise, other samples.
+    let (again, ..) = generate_audioldm2(model, &dir, "again.wav", &["--decoder", "audioldm2", "--mode", "text", "calm jazz piano"]);
+    assert!(audioldm2_wav(&again) == text, "the same seed gives the same samples");
+    let (seed, ..) = generate_audioldm2(model, &dir, "seed.wav", &["--seed", "9", "calm jazz piano"]);
+    assert!(audioldm2_wav(&seed) != text, "another seed, other samples");
+    // The prompt, the negative prompt and the guidance reach the audio.
+    let (prompt, ..) = generate_audioldm2(model, &dir, "prompt.wav", &["upbeat rock drums"]);
+    assert!(audioldm2_wav(&prompt) != text, "another prompt, other samples");
+    let (negative, ..) = generate_audioldm2(model, &dir, "negative.wav", &["--negative-prompt", "drums", "calm jazz piano"]);
+    assert!(audioldm2_wav(&negative) != text, "another negative prompt, other samples");
+    let (unguided, ..) = generate_audioldm2(model, &dir, "unguided.wav", &["--guidance", "1", "calm jazz piano"]);
+    assert!(audioldm2_wav(&unguided) != text, "no guidance, other samples");
+
+    // Two waveforms: the first from the same noise as one alone (the same samples but for
+    // rounding), the second from the noise after it; in that order, said to be unranked.
+    let (first, _, stderr) = generate_audioldm2(model, &dir, "two.wav", &["--waveforms", "2", "calm jazz piano"]);
+    assert_eq!(stderr.lines().filter(|l| l.contains("not ranked")).count(), 1, "{stderr}");
+    let (first, second) = (audioldm2_wav(&first), audioldm2_wav(&dir.join("two-2.wav")));
+    let most = first.iter().zip(&text).map(|(a, b)| (a - b).abs()).max().unwrap();
+    assert!(most <= 2, "waveform 1 of 2 is the one-waveform track (off by {most})");
+    assert!(second != first, "two waveforms, two noises");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_model_with_both_decoders_makes_music_with_the_one_asked_for() {
+    let dir = scratch("generate-both");
+    let model = both_decoders_model();
+    // MusicGen by default: 32 kHz, its frame progress; caption mode (the LLM answers).
+    let out = dir.join("musicgen.wav");
+    let run = m2ugen(&[os("generate"), os("--model"), model.as_os_str(), os("--seconds"), os("0.2"), os("--max-tokens"), os("4"), os("-o"), out.as_os_str(), os("calm jazz piano")], None);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success() && stderr.contains("0.2 of 0.2 s of audio") && stderr.contains("caption mode"), "{stderr}");
+    let wav = read_wav(&out);
+    assert_eq!((wav.rate, wav.samples.len()), (32000, 10 * 640), "MusicGen's 32 kHz");
+
+    // AudioLDM 2 on the LLM's caption (the default mode with an LLM), then on the prompt.
+    let (caption, stdout, stderr) = generate_audioldm2(model, &dir, "caption.wav", &["--decoder", "audioldm2", "calm jazz piano"]);
+    assert_eq!(stdout.lines().count(), 1, "the LLM's answer: {stdout:?}");
+    assert!(stderr.contains("caption mode") && stderr.contains("audioldm2: step 3/3"), "{stderr}");
+    let caption = audioldm2_wav(&caption);
+    let (text, stdout, _) = generate_audioldm2(model, &dir, "text.wav", &["--decoder", "audioldm2", "--mode", "text", "calm jazz piano"]);
+    assert_eq!(stdout, "");
+    assert!(audioldm2_wav(&text) != caption, "the caption, not the prompt, conditioned caption mode");
+
+    // The projector writes MusicGen's 32-wide states, not AudioLDM 2's 4224 values.
+    let out = dir.join("x.wav");
+    let line = one_line_exit_2(&m2ugen(&[os("generate"), os("--model"), model.as_os_str(), os("--decoder"), os("audioldm2"), os("--mode"), os("embedding"), os("-o"), out.as_os_str(), os("hi")], None));
+    assert!(line.contains("--decoder audioldm2 --mode embedding: embedding mode: the output projector gives 32 values, but this AudioLDM 2 takes 128 x 32 (T5) + 8 x 16 (GPT-2) = 4224") && line.ends_with("use caption mode"), "{line}");
+    assert!(!out.exists());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn bad_audioldm2_requests_are_one_line_and_exit_code_2() {
+    let dir = scratch("generate-audioldm2-bad");
+    let out = dir.join("x.wav");
+    let run = |extra: &[&str], model: &Path| {
+        let mut args = vec![os("generate"), os("--model"), model.as_os_str(), os("-o"), out.as_os_str()];
+        args.extend(extra.iter().map(|s| os(s)));
+        one_line_exit_2(&m2ugen(&args, None))
+    };
+    let alone = audioldm2_model();
+    for (extra, expected) in [
+        (&["--steps", "0", "hi"][..], "--steps 0: give 1 to 1000 denoising steps"),
+        (&["--steps", "1001", "hi"][..], "--steps 1001: give 1 to 1000 denoising steps"),
+        (&["--seconds", "61", "hi"][..], "--seconds 61: give a length above 0 and at most 60 s (AudioLDM 2)"),
+        (&["--seconds", "0", "hi"][..], "--seconds 0: give a length above 0"),
+        (&["--waveforms", "9", "hi"][..], "--waveforms 9: give 1 to 8"),
+        (&["--waveforms", "0", "hi"][..], "--waveforms 0: give 1 to 8"),
+        (&["--guidance", "31", "hi"][..], "--guidance 31: give a scale of 0 or more, at most 30 for AudioLDM 2"),
+        (&["--tracks", "2", "hi"][..], "--tracks is MusicGen's: give --waveforms"),
+        (&["--decoder", "loud", "hi"][..], "--decoder loud: give musicgen or audioldm2"),
+        (&["--decoder", "musicgen", "hi"][..], "--decoder musicgen --mode text: the model 'm2ugen' has no MusicGen decoder (convert it with --hf musicgen=DIR): use the decoder audioldm2"),
+        (&["--mode", "caption", "hi"][..], "--mode caption needs an LLM, and this model is AudioLDM 2 alone: use --mode text"),
+        (&["--mode", "embedding", "hi"][..], "--mode embedding needs an LLM, and this model is AudioLDM 2 alone"),
+        (&["--mode", "text", "--music", "a.wav", "hi"][..], "--mode text is AudioLDM 2 alone, which hears no media"),
+    ] {
+        let line = run(extra, alone);
+        assert!(line.contains(expected), "{extra:?}: {line}");
+    }
+    // MusicGen's model: no AudioLDM 2, and no AudioLDM 2 options for MusicGen.
+    let line = run(&["--decoder", "audioldm2", "hi"], music_model());
+    assert!(line.contains("has no AudioLDM 2 decoder (convert it with --diffusers audioldm2=DIR): use the decoder musicgen"), "{line}");
+    for option in ["--steps", "--negative-prompt", "--waveforms"] {
+        let line = run(&[option, "2", "hi"], music_model());
+        assert!(line.contains(&format!("{option} is AudioLDM 2's, and this request uses MusicGen")), "{line}");
+    }
+    // AudioLDM 2 converted without its tokenizers: no text mode, and the refusal says why.
+    let bare = convert(&[os("--diffusers"), os(&format!("audioldm2={}", audioldm2_fixture().display()))], dir.join("no-tokenizers"));
+    let line = run(&["hi"], &bare);
+    assert!(line.contains("text mode needs T5's tokenizer") && line.contains("tokenizer_2/tokenizer.json"), "{line}");
+    // A RoBERTa tokenizer with an id past CLAP's 300 rows is refused when the model loads.
+    let sub = dir.join("wide");
+    let pipeline = audioldm2_dir(&sub, true, &[("\u{120}rock", 300)]);
+    let wide = convert(&[os("--diffusers"), os(&format!("audioldm2={}", pipeline.display()))], sub.join("model"));
+    let line = run(&["hi"], &wide);
+    assert!(line.contains("config: clap_tokenizer: its ids go up to 300, past the 300 rows of CLAP's embedding table"), "{line}");
+    assert!(!out.exists(), "nothing written");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn audioldm2_tokenizes_as_diffusers_encode_prompt() {
+    use m2ugen_pipeline::audioldm2::Audioldm2Tokenizers;
+    let dir = scratch("audioldm2-tokenizers");
+    let (vocab, merges) = roberta_vocab(&[]);
+    std::fs::write(dir.join("vocab.json"), vocab).unwrap();
+    std::fs::write(dir.join("merges.txt"), merges).unwrap();
+    // The tokenizer.json the converter builds from RoBERTa's vocab.json and merges.txt.
+    let roberta = m2ugen_convert::tokenizer::roberta_tokenizer(&dir.join("vocab.json"), &dir.join("merges.txt")).unwrap();
+    let t5 = std::fs::read(t5_tokenizer()).unwrap();
+    // The fixture's geometry: CLAP 300 tokens, 80 positions (pad 1: 78 tokens); T5 320.
+    let config = m2ugen_core::config::audioldm2::Audioldm2Config::tiny();
+    assert_eq!((config.clap.text_config.vocab_size, config.clap.text_config.max_position_embeddings, config.t5.vocab_size), (300, 80, 320));
+    let t = Audioldm2Tokenizers::from_bytes(&roberta, &t5, &config).unwrap();
+    assert_eq!(t.clap_max(), 78);
+
+    // CLAP: <s> (0), the bytes of "calm" (4 + byte), "Ġjazz" by the merges (263), </s> (2).
+    let byte = |c: char| 4 + c as u32;
+    assert_eq!(t.clap_ids("calm jazz").unwrap(), [0, byte('c'), byte('a'), byte('l'), byte('m'), 263, 2]);
+    // The same ids as the LLM's tokenizer type gives: it adds the special tokens too.
+    let same = m2ugen_pipeline::tokenizer::TextTokenizer::from_bytes(&roberta).unwrap();
+    assert_eq!(same.encode("calm jazz").unwrap(), t.clap_ids("calm jazz").unwrap());
+    // T5 (tests/data/t5-tokenizer): words 30.. and </s> (1).
+    assert_eq!(t.t5_ids("jazz piano", 512).unwrap(), [30, 31, 1]);
+
+    // The guidance batch: the negative's rows first, one per prompt; CLAP's padded with 1 to
+    // the longest row; T5's padded with 0 to the prompts' length, the negative cut to it
+    // (keeping </s>), as `uncond_input` is padded and cut to `prompt_embeds.shape[1]`.
+    let ids = t.batch(&["jazz piano", "calm"], Some("a calm jazz")).unwrap();
+    assert_eq!((ids.batch, ids.t5_len), (4, 3));
+    assert_eq!(ids.t5_ids, [37, 32, 1, 37, 32, 1, 30, 31, 1, 32, 1, 0]);
+    assert_eq!(ids.t5_mask, [true, true, true, true, true, true, true, true, true, true, true, false]);
+    let negative_clap = t.clap_ids("a calm jazz").unwrap();
+    assert_eq!(ids.clap_len, negative_clap.len());
+    assert_eq!(&ids.clap_ids[..ids.clap_len], &negative_clap[..]);
+    let calm_clap = &ids.clap_ids[3 * ids.clap_len..];
+    assert_eq!(&calm_clap[..6], [0, byte('c'), byte('a'), byte('l'), byte('m'), 2]);
+    assert!(calm_clap[6..].iter().all(|&id| id == 1) && ids.clap_mask[3 * ids.clap_len..].iter().filter(|&&m| m).count() == 6);
+    // A negative prompt shorter than the prompts is padded (masked).
+    let ids = t.batch(&["a calm jazz"], Some("rock")).unwrap();
+    assert_eq!((&ids.t5_ids[..], &ids.t5_mask[..4]), (&[34, 1, 0, 0, 37, 32, 30, 1][..], &[true, true, false, false][..]));
+    // Without guidance, the prompts alone.
+    assert_eq!(t.batch(&["jazz piano"], None).unwrap().t5_ids, [30, 31, 1]);
+    // Long prompts are cut to what the encoders take, their end tokens kept.
+    let long = "a ".repeat(600);
+    let clap = t.clap_ids(&long).unwrap();
+    assert_eq!((clap.len(), clap[0], clap[77]), (78, 0, 2));
+    let t5_long = t.t5_ids(&long, 512).unwrap();
+    assert_eq!((t5_long.len(), t5_long[511]), (512, 1));
+
+    // Tokenizers that do not fit the model are refused by name, not run out of range.
+    let (vocab, merges) = roberta_vocab(&[("\u{120}rock", 300)]);
+    std::fs::write(dir.join("vocab.json"), vocab).unwrap();
+    std::fs::write(dir.join("merges.txt"), merges).unwrap();
+    let wide = m2ugen_convert::tokenizer::roberta_tokenizer(&dir.join("vocab.json"), &dir.join("merges.txt")).unwrap();
+    let e = Audioldm2Tokenizers::from_bytes(&wide, &t5, &config).err().unwrap().to_string();
+    assert!(e.starts_with("config: clap_tokenizer: its ids go up to 300, past the 300 rows of CLAP's embedding table"), "{e}");
+    let e = Audioldm2Tokenizers::from_bytes(&t5, &t5, &config).err().unwrap().to_string();
+    assert!(e.contains("clap_tokenizer: no <s> token: this is not CLAP's tokenizer"), "{e}");
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -6,6 +6,12 @@
 //! Latents are channels-last `(waveforms, height, width, channels)`, height the time axis.
 //! The initial noise is this crate's own seeded Gaussian, the same on every target (not
 //! PyTorch's generator: a seed here makes another track than in `diffusers`).
+//!
+//! From a request to audio: [`Audioldm2Tokenizers`] turns the prompt and the negative prompt
+//! into CLAP's and T5's ids as `encode_prompt` does, and [`make_audioldm2`] (text and caption
+//! modes) or [`make_audioldm2_embedding`] (M2UGen's projector states) runs the rest. Several
+//! waveforms per prompt come back in the order of their noise; CLAP's audio branch, which
+//! `diffusers` uses to rank them, is not run.
 
 use crate::diffusion::{guide, Ddim};
 use crate::generate::Cancel;
@@ -133,12 +139,14 @@ impl Audioldm2 {
     }
 
     /// The sizes for `seconds` of audio: mel frames `seconds / (hop / rate)` rounded up to the
-    /// VAE's scale, latents that over the scale, samples `seconds x rate`.
+    /// VAE's scale, latents that over the scale, samples `seconds x rate`. The length is taken
+    /// to the microsecond, as written: 0.04 (an f32 a little under it) is 640 samples at 16 kHz,
+    /// as `diffusers` computes from the decimal.
     pub fn geometry(&self, seconds: f32) -> Geometry {
         let c = &self.config;
         let scale = c.vae.scale_factor();
         let hop_seconds = c.vocoder.hop() as f64 / c.vocoder.sampling_rate as f64;
-        let seconds = seconds as f64;
+        let seconds = (seconds as f64 * 1e6).round() / 1e6;
         let frames = ((seconds / hop_seconds) as usize).div_ceil(scale) * scale;
         Geometry { frames, height: frames / scale, width: c.vocoder.model_in_dim / scale, channels: c.unet.in_channels, samples: (seconds * c.vocoder.sampling_rate as f64) as usize }
     }
@@ -282,4 +290,253 @@ pub fn embedding_batch(rec: &mut Recorder, config: &Audioldm2Config, negative: O
     mask.resize(PROJECTOR_ROWS, false);
     mask.extend(std::iter::repeat_n(true, PROJECTOR_ROWS));
     Ok((rec.concat(&[&neg_generated, &generated], 0)?, rec.concat(&[&neg_t5, &t5], 0)?, mask))
+}
+
+/// The negative prompt of guidance when none is given: the one of AudioLDM 2's published
+/// example and of M2UGen's `generate_music` (`diffusers` itself defaults to "").
+pub const DEFAULT_NEGATIVE: &str = "Low quality.";
+
+/// Most tokens T5 takes from a prompt, `</s>` included (its tokenizer's `model_max_length`).
+pub const MAX_T5_TOKENS: usize = 512;
+
+/// CLAP's (RoBERTa's) and T5's tokenizers, checked against the model they feed, tokenizing as
+/// `diffusers`' `encode_prompt`: CLAP's ids `<s> … </s>` padded with CLAP's padding id (1) and
+/// cut to what CLAP's positions allow (512 for the published model); T5's ending with `</s>`,
+/// padded with `<pad>` (0), cut to [`MAX_T5_TOKENS`], the negative prompt's padded *and cut* to
+/// the prompts' T5 length (`diffusers` pads `uncond_input` to `prompt_embeds.shape[1]`).
+///
+/// CLAP's rows are padded to the longest row of the batch rather than to 512: with the mask
+/// and RoBERTa's positions (counted over real tokens only), padding changes nothing.
+pub struct Audioldm2Tokenizers {
+    clap: tokenizers::Tokenizer,
+    t5: tokenizers::Tokenizer,
+    /// Most CLAP tokens, `<s>` and `</s>` included.
+    clap_max: usize,
+    clap_pad: u32,
+    t5_pad: u32,
+}
+
+/// A batch of prompts as both encoders' ids, owned; [`PromptIds::prompts`] lends it to
+/// [`Audioldm2::encode_text`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PromptIds {
+    /// Rows (prompts).
+    pub batch: usize,
+    /// CLAP's ids `(batch, clap_len)`.
+    pub clap_ids: Vec<u32>,
+    /// Which of them are real tokens.
+    pub clap_mask: Vec<bool>,
+    /// CLAP tokens per row.
+    pub clap_len: usize,
+    /// T5's ids `(batch, t5_len)`.
+    pub t5_ids: Vec<u32>,
+    /// Which of them are real tokens.
+    pub t5_mask: Vec<bool>,
+    /// T5 tokens per row.
+    pub t5_len: usize,
+}
+
+impl PromptIds {
+    /// Rows of ids, each padded with `pad` to the longest (at least one token).
+    fn pack(rows: &[Vec<u32>], pad: u32) -> (Vec<u32>, Vec<bool>, usize) {
+        let len = rows.iter().map(Vec::len).max().unwrap_or(0).max(1);
+        let mut ids = Vec::with_capacity(rows.len() * len);
+        let mut mask = Vec::with_capacity(rows.len() * len);
+        for r in rows {
+            ids.extend(r.iter().copied().chain(std::iter::repeat_n(pad, len - r.len())));
+            mask.extend((0..len).map(|i| i < r.len()));
+        }
+        (ids, mask, len)
+    }
+
+    fn new(clap: &[Vec<u32>], clap_pad: u32, t5: &[Vec<u32>], t5_pad: u32) -> PromptIds {
+        let (clap_ids, clap_mask, clap_len) = Self::pack(clap, clap_pad);
+        let (t5_ids, t5_mask, t5_len) = Self::pack(t5, t5_pad);
+        PromptIds { batch: clap.len(), clap_ids, clap_mask, clap_len, t5_ids, t5_mask, t5_len }
+    }
+
+    /// The batch as the text side takes it.
+    pub fn prompts(&self) -> Prompts<'_> {
+        Prompts { batch: self.batch, clap_ids: &self.clap_ids, clap_mask: &self.clap_mask, clap_len: self.clap_len, t5_ids: &self.t5_ids, t5_mask: &self.t5_mask, t5_len: self.t5_len }
+    }
+}
+
+/// A `tokenizer.json` for `what`'s encoder, its own truncation and padding left out (the
+/// pipeline's apply), refused when an id would fall outside the encoder's `vocab` rows.
+fn load_tokenizer(field: &str, json: &[u8], what: &str, vocab: usize, specials: &[&str], folder: &str) -> Result<tokenizers::Tokenizer, m2ugen_core::Error> {
+    let problem = |problem: String| m2ugen_core::Error::Config { field: field.into(), problem };
+    let mut t = tokenizers::Tokenizer::from_bytes(json).map_err(|e| problem(format!("not a tokenizer the tokenizers library can load ({e})")))?;
+    if let Some(missing) = specials.iter().find(|s| t.token_to_id(s).is_none()) {
+        return Err(problem(format!("no {missing} token: this is not {what}'s tokenizer (convert AudioLDM 2 from a pipeline directory holding its {folder})")));
+    }
+    if let Some(top) = t.get_vocab(true).into_values().max().filter(|&id| id as usize >= vocab) {
+        return Err(problem(format!("its ids go up to {top}, past the {vocab} rows of {what}'s embedding table: it is not this AudioLDM 2's tokenizer (convert AudioLDM 2 from a pipeline directory holding its own {folder})")));
+    }
+    t.with_truncation(None).map_err(|e| problem(e.to_string()))?;
+    t.with_padding(None);
+    Ok(t)
+}
+
+/// The ids of `text` with the tokenizer's special tokens, at most `max` of them: the text is
+/// cut (from the right) to leave room for them, as `truncation=True` does.
+fn encode(t: &tokenizers::Tokenizer, text: &str, max: usize, what: &str) -> Result<Vec<u32>> {
+    use tokenizers::PostProcessor;
+    let failed = |e: tokenizers::Error| Error::Music(format!("{what}'s tokenizer: {e}"));
+    let mut encoding = t.encode(text, false).map_err(failed)?;
+    let added = t.get_post_processor().map_or(0, |p| p.added_tokens(false));
+    encoding.truncate(max.saturating_sub(added), 0, tokenizers::TruncationDirection::Right);
+    Ok(t.post_process(encoding, None, true).map_err(failed)?.get_ids().to_vec())
+}
+
+impl Audioldm2Tokenizers {
+    /// CLAP's `tokenizer.json` (the manifest's `clap_tokenizer`) and T5's (its
+    /// `text_tokenizer`) for the AudioLDM 2 of `config`: refused, naming the file, when one
+    /// cannot load, lacks its special tokens, or has ids past its encoder's vocabulary.
+    pub fn from_bytes(clap: &[u8], t5: &[u8], config: &Audioldm2Config) -> Result<Audioldm2Tokenizers, m2ugen_core::Error> {
+        let text = &config.clap.text_config;
+        let clap = load_tokenizer("clap_tokenizer", clap, "CLAP", text.vocab_size, &["<s>", "</s>"], "tokenizer/ (RoBERTa's tokenizer.json, or vocab.json and merges.txt)")?;
+        let t5 = load_tokenizer("text_tokenizer", t5, "T5", config.t5.vocab_size, &["</s>"], "tokenizer_2/tokenizer.json")?;
+        // RoBERTa's positions start past the padding id: max_position_embeddings - pad - 1.
+        let clap_max = text.max_position_embeddings.saturating_sub(text.pad_token_id + 1);
+        if clap_max < 3 {
+            return Err(m2ugen_core::Error::Config { field: "audioldm2.clap.text_config.max_position_embeddings".into(), problem: format!("{} positions leave no room for a prompt", text.max_position_embeddings) });
+        }
+        let t5_pad = t5.token_to_id("<pad>").unwrap_or(0);
+        Ok(Audioldm2Tokenizers { clap, t5, clap_max, clap_pad: text.pad_token_id as u32, t5_pad })
+    }
+
+    /// Most CLAP tokens a prompt keeps, `<s>` and `</s>` included.
+    pub fn clap_max(&self) -> usize {
+        self.clap_max
+    }
+
+    /// CLAP's ids of `text`: `<s> … </s>`, cut to [`Audioldm2Tokenizers::clap_max`].
+    pub fn clap_ids(&self, text: &str) -> Result<Vec<u32>> {
+        encode(&self.clap, text, self.clap_max, "CLAP")
+    }
+
+    /// T5's ids of `text`: `… </s>`, cut to `max` tokens.
+    pub fn t5_ids(&self, text: &str, max: usize) -> Result<Vec<u32>> {
+        encode(&self.t5, text, max, "T5")
+    }
+
+    /// The guidance batch of `prompts`: with `negative`, its rows first (one per prompt, its T5
+    /// ids padded or cut to the prompts' T5 length), then the prompts' rows; without it, the
+    /// prompts' rows alone. What [`Audioldm2::encode_text`] and [`Audioldm2::condition`] take.
+    pub fn batch(&self, prompts: &[&str], negative: Option<&str>) -> Result<PromptIds> {
+        if prompts.is_empty() {
+            return Err(Error::Music("audioldm2: no prompt to tokenize".into()));
+        }
+        let clap: Vec<Vec<u32>> = prompts.iter().map(|p| self.clap_ids(p)).collect::<Result<_>>()?;
+        let t5: Vec<Vec<u32>> = prompts.iter().map(|p| self.t5_ids(p, MAX_T5_TOKENS)).collect::<Result<_>>()?;
+        let Some(negative) = negative else { return Ok(PromptIds::new(&clap, self.clap_pad, &t5, self.t5_pad)) };
+        let t5_len = t5.iter().map(Vec::len).max().unwrap_or(1);
+        let (neg_clap, neg_t5) = (self.clap_ids(negative)?, self.t5_ids(negative, t5_len)?);
+        let n = prompts.len();
+        let clap_rows: Vec<Vec<u32>> = std::iter::repeat_n(neg_clap, n).chain(clap).collect();
+        // The negative rows are at most the prompts' T5 length: packing pads them to it.
+        let t5_rows: Vec<Vec<u32>> = std::iter::repeat_n(neg_t5, n).chain(t5).collect();
+        Ok(PromptIds::new(&clap_rows, self.clap_pad, &t5_rows, self.t5_pad))
+    }
+}
+
+impl Audioldm2Tokenizers {
+    /// The negative prompt alone for embedding mode: one row, its T5 ids cut to
+    /// [`PROJECTOR_ROWS`] (the rows of the projector's T5 part it is set beside).
+    fn negative_alone(&self, negative: &str) -> Result<PromptIds> {
+        let t5 = self.t5_ids(negative, PROJECTOR_ROWS.min(MAX_T5_TOKENS))?;
+        Ok(PromptIds::new(&[self.clap_ids(negative)?], self.clap_pad, &[t5], self.t5_pad))
+    }
+}
+
+/// What [`make_audioldm2`] makes: text, its negative, and the diffusion settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Audioldm2Request {
+    /// The text that conditions the track: the prompt (text mode) or the LLM's caption
+    /// (caption mode).
+    pub prompt: String,
+    /// The negative prompt of guidance (not used when `settings.guidance` is 1 or less).
+    pub negative: String,
+    /// Length, steps, guidance, seed and waveforms.
+    pub settings: DiffusionSettings,
+}
+
+impl Audioldm2Request {
+    /// A request for `prompt` with the default negative prompt, [`DEFAULT_NEGATIVE`].
+    pub fn new(prompt: impl Into<String>, settings: DiffusionSettings) -> Audioldm2Request {
+        Audioldm2Request { prompt: prompt.into(), negative: DEFAULT_NEGATIVE.into(), settings }
+    }
+}
+
+/// `request.settings.waveforms` waveforms of `request.prompt` through the text side (CLAP, T5,
+/// the projection, GPT-2), with the negative prompt's rows under guidance, each
+/// [`Geometry::samples`] long at [`Audioldm2::sampling_rate`] (16 kHz). The waveforms come in
+/// the order of their noise (from `settings.seed`), **not ranked**: `diffusers` orders several
+/// waveforms by CLAP's audio-text score, and CLAP's audio branch is not run here.
+/// `on_step(done, of)` after each denoising step; `cancel` stops between steps (an error
+/// saying "stopped").
+pub async fn make_audioldm2(gpu: &Gpu, model: &Audioldm2, tokenizers: &Audioldm2Tokenizers, request: &Audioldm2Request, on_step: impl FnMut(usize, usize), cancel: Option<&Cancel>) -> Result<Vec<Vec<f32>>> {
+    let s = &request.settings;
+    s.check()?;
+    let g = model.checked_geometry(s.seconds)?;
+    let ids = tokenizers.batch(&[request.prompt.as_str()], s.guided().then_some(request.negative.as_str()))?;
+    let mut rec = Recorder::new(gpu);
+    let text = model.encode_text(&mut rec, &ids.prompts())?;
+    let cond = model.condition(&mut rec, &text.generated, &text.t5, &text.t5_mask, s.waveforms)?;
+    rec.submit()?;
+    model.make(gpu, &cond, &g, s, on_step, cancel).await
+}
+
+/// As [`make_audioldm2`], conditioned on M2UGen's output projector `states` for one track
+/// (its raw output, `128 x t5 width + 8 x gpt2 width` values): scaled by
+/// [`crate::music::EMBEDDING_SCALE`] (the projector was trained on 10 x the decoder's states;
+/// the reference divides by 10 before AudioLDM 2) and split by [`embedding_batch`]. Under
+/// guidance the `negative` prompt's row goes through the text side, which needs `tokenizers`
+/// and the model's text encoders (without them, only guidance 1 or less runs).
+#[allow(clippy::too_many_arguments)]
+pub async fn make_audioldm2_embedding(
+    gpu: &Gpu,
+    model: &Audioldm2,
+    tokenizers: Option<&Audioldm2Tokenizers>,
+    states: &GpuTensor,
+    negative: &str,
+    settings: &DiffusionSettings,
+    on_step: impl FnMut(usize, usize),
+    cancel: Option<&Cancel>,
+) -> Result<Vec<Vec<f32>>> {
+    settings.check()?;
+    let g = model.checked_geometry(settings.seconds)?;
+    let mut rec = Recorder::new(gpu);
+    let scale = rec.upload("embedding scale", &[1], states.dtype(), &[crate::music::EMBEDDING_SCALE])?;
+    let states = rec.mul(states, &scale)?;
+    let negative = if settings.guided() {
+        let (Some(tokenizers), true) = (tokenizers, model.text.is_some()) else {
+            return Err(Error::Unsupported("guidance in embedding mode puts the negative prompt through AudioLDM 2's text encoders and tokenizers, and this model has not both: set the guidance to 1 (none)".into()));
+        };
+        Some(model.encode_text(&mut rec, &tokenizers.negative_alone(negative)?.prompts())?)
+    } else {
+        None
+    };
+    let (generated, t5, mask) = embedding_batch(&mut rec, &model.config, negative.as_ref(), &states)?;
+    let cond = model.condition(&mut rec, &generated, &t5, &mask, settings.waveforms)?;
+    rec.submit()?;
+    model.make(gpu, &cond, &g, settings, on_step, cancel).await
+}
+
+impl Audioldm2 {
+    /// [`Audioldm2::geometry`], refused when `seconds` make no latent row.
+    fn checked_geometry(&self, seconds: f32) -> Result<Geometry> {
+        let g = self.geometry(seconds);
+        if g.height == 0 || g.samples == 0 {
+            return Err(Error::MusicSetting { setting: "length", value: format!("{seconds} s"), range: "at least one latent row of the VAE (10 ms for AudioLDM 2's published model)" });
+        }
+        Ok(g)
+    }
+
+    /// Noise from the seed, denoised under `cond`, decoded.
+    async fn make(&self, gpu: &Gpu, cond: &Conditioning, g: &Geometry, s: &DiffusionSettings, on_step: impl FnMut(usize, usize), cancel: Option<&Cancel>) -> Result<Vec<Vec<f32>>> {
+        let latents = self.noise(s.seed, s.waveforms, g);
+        let latents = self.denoise(gpu, cond, latents, g, s, on_step, cancel).await?;
+        self.decode(gpu, &latents, g).await
+    }
 }

@@ -123,3 +123,44 @@ pub async fn load_music<F: Fetcher>(gpu: &Gpu, dtype: DType, fetcher: &F, manife
     let mut store = load_store(gpu, dtype, fetcher, manifest, wanted, options, on_event).await?;
     Ok(crate::music::MusicModel::build(gpu, &mut store, config, tokenizer, max_steps)?)
 }
+
+/// The `audioldm2` component's configuration (every part's), typed and checked.
+pub fn audioldm2_config(manifest: &Manifest) -> Result<m2ugen_core::config::audioldm2::Audioldm2Config, LoadError> {
+    let value = manifest.components.get("audioldm2").ok_or_else(|| m2ugen_core::Error::Config { field: "audioldm2".into(), problem: format!("the model '{}' has no AudioLDM 2 (no 'audioldm2' component): convert it with --diffusers audioldm2=DIR", manifest.model) })?;
+    let config: m2ugen_core::config::audioldm2::Audioldm2Config = parse("audioldm2", value)?;
+    config.check()?;
+    Ok(config)
+}
+
+/// Loads AudioLDM 2 (of `audioldm2.*`, what makes audio: the UNet, the VAE's decoder,
+/// HiFi-GAN, and CLAP's text branch, T5, the projection and GPT-2 when the model has them) of the model at `fetcher`, with CLAP's and T5's tokenizers when the
+/// manifest has both (`clap_tokenizer`, `text_tokenizer`) and the model its text side. The
+/// tokenizers are read and checked first, before any tensor is fetched. `on_event` receives
+/// progress.
+pub async fn load_audioldm2<F: Fetcher>(
+    gpu: &Gpu,
+    dtype: DType,
+    fetcher: &F,
+    manifest: &Manifest,
+    options: &LoadOptions<'_>,
+    on_event: impl FnMut(Event),
+) -> Result<(crate::audioldm2::Audioldm2, Option<crate::audioldm2::Audioldm2Tokenizers>), LoadError> {
+    let config = audioldm2_config(manifest)?;
+    let p = crate::audioldm2::PREFIX;
+    let has_text = manifest.tensors.iter().any(|t| t.name.starts_with(&format!("{p}.gpt2.")));
+    let tokenizers = match (&manifest.clap_tokenizer, &manifest.text_tokenizer) {
+        (Some(clap), Some(t5)) if has_text => {
+            let clap = m2ugen_weights::loader::load_file(fetcher, clap, options.cache).await?;
+            let t5 = m2ugen_weights::loader::load_file(fetcher, t5, options.cache).await?;
+            Some(crate::audioldm2::Audioldm2Tokenizers::from_bytes(&clap, &t5, &config)?)
+        }
+        _ => None,
+    };
+    // What the models take: not the VAE's encoder, nor CLAP's audio branch (kept for ranking).
+    let text: std::collections::HashSet<String> = if has_text { m2ugen_models::audioldm2_text::TextEncoders::tensors(p, &config).into_iter().map(|(n, _)| n).collect() } else { Default::default() };
+    let (unet, vocoder, vae) = (format!("{p}.unet."), format!("{p}.vocoder."), format!("{p}.vae"));
+    let wanted = |n: &str| n.starts_with(&unet) || n.starts_with(&vocoder) || m2ugen_models::vae::VaeDecoder::needs(&vae, n) || text.contains(n);
+    let mut store = load_store(gpu, dtype, fetcher, manifest, wanted, options, on_event).await?;
+    let model = crate::audioldm2::Audioldm2::build(gpu, &mut store, config)?;
+    Ok((model, tokenizers))
+}

@@ -31,11 +31,19 @@ pub fn model() -> &'static Path {
 }
 
 /// The reference M2UGen fixture with a MusicGen whose T5 is as wide as its projector's output
-/// (32), converted once by `m2ugen default-model` (the page's bundled model: f32, the byte
-/// tokenizer, random EnCodec codebooks, the tiny T5 tokenizer).
+/// (32), converted once by `m2ugen default-model --without-audioldm2` (the page's bundled model
+/// without AudioLDM 2: f32, the byte tokenizer, random EnCodec codebooks, the tiny T5 tokenizer).
 pub fn music_model() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| default_model("music-model", &[]))
+    DIR.get_or_init(|| default_model("music-model", &["--without-audioldm2"]))
+}
+
+/// The page's bundled model, converted once by `m2ugen default-model`: [`music_model`] and
+/// AudioLDM 2 (the fixture's, with a byte-level RoBERTa tokenizer for CLAP and the tiny T5
+/// tokenizer); MusicGen is its default decoder.
+pub fn bundled_model() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| default_model("bundled-model", &[]))
 }
 
 /// Runs `m2ugen default-model` on the test data (the fixtures named by the environment, when
@@ -50,6 +58,8 @@ fn default_model(tag: &str, extra: &[&str]) -> PathBuf {
         .arg(fixture())
         .arg("--musicgen")
         .arg(musicgen_fixture())
+        .arg("--audioldm2")
+        .arg(audioldm2_fixture())
         .arg("--out")
         .arg(&out)
         .args(extra)
@@ -140,4 +150,104 @@ pub fn musicgen_dir(dir: &Path, t5_width: usize) -> PathBuf {
     }
     std::fs::copy(t5_tokenizer(), out.join("tokenizer.json")).unwrap();
     out
+}
+
+/// The AudioLDM 2 fixture (`tests/data/audioldm2`, a `diffusers` pipeline directory without
+/// tokenizers).
+pub fn audioldm2_fixture() -> PathBuf {
+    std::env::var_os("M2UGEN_AUDIOLDM2_FIXTURE").map(PathBuf::from).unwrap_or_else(|| data().join("audioldm2"))
+}
+
+/// GPT-2's byte-to-character table (RoBERTa's byte-level alphabet): printable bytes stand for
+/// themselves, the others for characters from U+0100 on (space is "Ġ").
+pub fn byte_level(b: u8) -> char {
+    let printable = |b: u8| (b'!'..=b'~').contains(&b) || (0xA1..=0xAC).contains(&b) || (0xAE..=0xFF).contains(&b);
+    if printable(b) {
+        return char::from(b);
+    }
+    let n = (0..b).filter(|&x| !printable(x)).count() as u32;
+    char::from_u32(256 + n).unwrap()
+}
+
+/// A tiny RoBERTa vocabulary (`vocab.json`, `merges.txt` text) that spells any text: `<s>`,
+/// `<pad>`, `</s>`, `<unk>` (0..3), the 256 bytes (4..259), "ja", "jaz", "jazz", "Ġjazz"
+/// (260..263) by four merges, `<mask>` (264): within CLAP's 300 rows in the fixture. `extra`
+/// adds tokens at given ids.
+pub fn roberta_vocab(extra: &[(&str, u32)]) -> (String, String) {
+    let mut vocab = serde_json::Map::new();
+    for (i, t) in ["<s>", "<pad>", "</s>", "<unk>"].iter().enumerate() {
+        vocab.insert(t.to_string(), i.into());
+    }
+    for b in 0..=255u8 {
+        vocab.insert(byte_level(b).to_string(), (4 + b as u32).into());
+    }
+    for (i, t) in ["ja", "jaz", "jazz", "\u{120}jazz", "<mask>"].iter().enumerate() {
+        vocab.insert(t.to_string(), (260 + i as u32).into());
+    }
+    for (t, id) in extra {
+        vocab.insert(t.to_string(), (*id).into());
+    }
+    (serde_json::Value::Object(vocab).to_string(), "#version: 0.2\nj a\nja z\njaz z\n\u{120} jazz\n".into())
+}
+
+/// Copies a directory tree.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// The AudioLDM 2 fixture as a pipeline directory in `dir`, with tokenizers when `tokenizers`:
+/// RoBERTa's as `tokenizer/vocab.json` and `merges.txt` ([`roberta_vocab`] with `extra`; the
+/// converter builds its tokenizer.json) and the tiny T5 tokenizer as `tokenizer_2/`.
+pub fn audioldm2_dir(dir: &Path, tokenizers: bool, extra: &[(&str, u32)]) -> PathBuf {
+    let out = dir.join("audioldm2");
+    let src = audioldm2_fixture();
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::copy(src.join("model_index.json"), out.join("model_index.json")).unwrap();
+    for part in ["unet", "vae", "vocoder", "text_encoder", "text_encoder_2", "projection_model", "language_model", "scheduler"] {
+        copy_dir(&src.join(part), &out.join(part));
+    }
+    if tokenizers {
+        let (vocab, merges) = roberta_vocab(extra);
+        std::fs::create_dir_all(out.join("tokenizer")).unwrap();
+        std::fs::write(out.join("tokenizer/vocab.json"), vocab).unwrap();
+        std::fs::write(out.join("tokenizer/merges.txt"), merges).unwrap();
+        std::fs::create_dir_all(out.join("tokenizer_2")).unwrap();
+        std::fs::copy(t5_tokenizer(), out.join("tokenizer_2/tokenizer.json")).unwrap();
+    }
+    out
+}
+
+/// Runs `m2ugen convert` (f32) with `args` into `out`, which it returns.
+pub fn convert(args: &[&std::ffi::OsStr], out: PathBuf) -> PathBuf {
+    let mut all = vec![os("convert"), os("--dtype"), os("f32"), os("--out"), out.as_os_str()];
+    all.extend_from_slice(args);
+    let run = m2ugen(&all, None);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    out
+}
+
+/// The AudioLDM 2 fixture alone with its tokenizers, converted once
+/// (`--diffusers audioldm2=DIR`).
+pub fn audioldm2_model() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = scratch("audioldm2-model");
+        let pipeline = audioldm2_dir(&dir, true, &[]);
+        convert(&[os("--diffusers"), os(&format!("audioldm2={}", pipeline.display()))], dir.join("model"))
+    })
+}
+
+/// A model with both decoders: the bundled one ([`bundled_model`]; MusicGen's T5 is 32 wide,
+/// the projector's width, and AudioLDM 2 takes 4224 values, so only MusicGen has embedding mode).
+pub fn both_decoders_model() -> &'static Path {
+    bundled_model()
 }
