@@ -19,6 +19,7 @@
 //! Bad arguments and unusable input files print one line and exit with code 2; a failure of the
 //! work itself (no GPU) prints one line and exits with code 1.
 
+mod bench_audioldm2;
 mod bench_encoders;
 mod bench_llm;
 mod bench_music;
@@ -79,6 +80,8 @@ enum Command {
     BenchEncoders(bench_encoders::BenchEncodersArgs),
     /// MusicGen's decoder (steps/s with guidance) and EnCodec (audio seconds/s) as real-time factors, random weights.
     BenchMusic(bench_music::BenchMusicArgs),
+    /// AudioLDM 2's UNet (steps/s with guidance), VAE and vocoder as a real-time factor at 200 steps, random weights.
+    BenchAudioldm2(bench_audioldm2::BenchAudioldm2Args),
     /// Ask a converted M2UGen or MU-LLaMA model about music, an image or a video.
     Chat(understand::ChatArgs),
     /// Caption every audio file of a folder (MUCaps' JSON), resuming where a run stopped.
@@ -293,6 +296,7 @@ fn main() -> ExitCode {
         Command::BenchLlm(args) => finish("bench-llm: ", pollster::block_on(run_bench_llm(args)), 1),
         Command::BenchEncoders(args) => finish("bench-encoders: ", pollster::block_on(bench_encoders::run(args)), 1),
         Command::BenchMusic(args) => finish("bench-music: ", pollster::block_on(bench_music::run(args)), 1),
+        Command::BenchAudioldm2(args) => finish("bench-audioldm2: ", pollster::block_on(bench_audioldm2::run(args)), 1),
         Command::Chat(args) => finish_classified("chat: ", pollster::block_on(understand::run_chat(args))),
         Command::Caption(args) => finish_classified("caption: ", pollster::block_on(understand::run_caption(args))),
         Command::Generate(args) => finish_classified("generate: ", pollster::block_on(make_music::run(args))),

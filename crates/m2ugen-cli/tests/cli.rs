@@ -94,3 +94,37 @@ fn bench_llm_compares_with_full_recompute_and_the_bandwidth_bound() {
         assert!(step.contains(part), "missing '{part}': {step}");
     }
 }
+
+/// The number just before `unit` in `line`.
+fn number_before(line: &str, unit: &str) -> f64 {
+    let at = line.find(unit).unwrap_or_else(|| panic!("no '{unit}' in: {line}"));
+    let word = line[..at].split_whitespace().last().unwrap_or_else(|| panic!("nothing before '{unit}' in: {line}"));
+    word.parse().unwrap_or_else(|_| panic!("'{word}' before '{unit}' is not a number: {line}"))
+}
+
+#[test]
+fn bench_audioldm2_gives_steps_per_second_and_the_real_time_factor_against_a_matmul() {
+    let out = m2ugen(&["bench-audioldm2", "--tiny", "--steps", "1", "--seconds", "0.1"], &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let line = |start: &str| stdout.lines().find(|l| l.starts_with(start)).unwrap_or_else(|| panic!("no line starting '{start}':\n{stdout}")).to_string();
+    assert!(line("geometry: ").contains("tiny"), "{stdout}");
+    assert!(line("track: ").contains("2 rows (negative and positive prompt"), "{stdout}");
+    let positive = |what: &str, v: f64| assert!(v.is_finite() && v > 0.0, "{what} = {v}:\n{stdout}");
+    let baseline = line("baseline: dense matmul ");
+    positive("matmul GFLOP/s", number_before(&baseline, "GFLOP/s"));
+    let unet = line("UNet: 1 steps timed");
+    for unit in ["ms per step", "steps/s", "GFLOP per call", "GFLOP/s", "of the matmul's"] {
+        positive(unit, number_before(&unet, unit));
+    }
+    let decode = line("VAE + vocoder: ");
+    for unit in ["ms for the", "GFLOP,", "GFLOP/s", "of the matmul's"] {
+        positive(unit, number_before(&decode, unit));
+    }
+    let rtf = line("200 steps + decoding (extrapolated");
+    positive("compute seconds", number_before(&rtf, "s of compute"));
+    positive("audio per second", number_before(&rtf, "s of audio per second"));
+    let factor: f64 = rtf.rsplit("real-time factor ").next().and_then(|s| s.split_whitespace().next()).and_then(|s| s.parse().ok()).expect("a real-time factor");
+    positive("real-time factor", factor);
+    assert!(!stdout.contains("non-finite"), "{stdout}");
+}
