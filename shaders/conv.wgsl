@@ -82,6 +82,41 @@ const CONV_THREADS: u32 = TILE_THREADS * TILE_THREADS;
 var<workgroup> x_tile: array<f32, TILE * TILE_K>;
 var<workgroup> w_tile: array<f32, TILE * TILE_K>;
 
+// The tiled kernels' shared steps: each invocation holds a CONV_BLOCK x CONV_BLOCK block of
+// outputs (rows from lid.y, channels from lid.x); the tiles hold TILE rows of inputs and of
+// weights, TILE_K reduction columns each.
+
+// The staged tiles' products added into the invocation's block.
+fn multiply_tiles(acc: ptr<function, array<f32, CONV_BLOCK * CONV_BLOCK>>, lid: vec3<u32>) {
+    for (var k = 0u; k < TILE_K; k++) {
+        var xa: array<f32, CONV_BLOCK>;
+        var wb: array<f32, CONV_BLOCK>;
+        for (var i = 0u; i < CONV_BLOCK; i++) {
+            xa[i] = x_tile[(lid.y * CONV_BLOCK + i) * TILE_K + k];
+            wb[i] = w_tile[(lid.x * CONV_BLOCK + i) * TILE_K + k];
+        }
+        for (var i = 0u; i < CONV_BLOCK; i++) {
+            for (var j = 0u; j < CONV_BLOCK; j++) {
+                (*acc)[i * CONV_BLOCK + j] += xa[i] * wb[j];
+            }
+        }
+    }
+}
+
+// The invocation's block written with the bias: the rows before `row_end` of the tile from
+// `row0`, the channels of the tile from `col0`.
+fn store_block(acc: ptr<function, array<f32, CONV_BLOCK * CONV_BLOCK>>, lid: vec3<u32>, row0: u32, row_end: u32, col0: u32) {
+    for (var i = 0u; i < CONV_BLOCK; i++) {
+        let row = row0 + lid.y * CONV_BLOCK + i;
+        for (var j = 0u; j < CONV_BLOCK; j++) {
+            let co = col0 + lid.x * CONV_BLOCK + j;
+            if (row < row_end && co < p.c_out) {
+                y[(row - p.out_row0) * p.c_out + co] = elem((*acc)[i * CONV_BLOCK + j] + bias_of(co));
+            }
+        }
+    }
+}
+
 @compute @workgroup_size(TILE_THREADS, TILE_THREADS)
 fn conv1d_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
     let row0 = p.out_row0 + wid.y * TILE;
@@ -113,30 +148,10 @@ fn conv1d_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
             w_tile[e] = wv;
         }
         workgroupBarrier();
-        for (var kk = 0u; kk < TILE_K; kk++) {
-            var xa: array<f32, CONV_BLOCK>;
-            var wb: array<f32, CONV_BLOCK>;
-            for (var i = 0u; i < CONV_BLOCK; i++) {
-                xa[i] = x_tile[(lid.y * CONV_BLOCK + i) * TILE_K + kk];
-                wb[i] = w_tile[(lid.x * CONV_BLOCK + i) * TILE_K + kk];
-            }
-            for (var i = 0u; i < CONV_BLOCK; i++) {
-                for (var j = 0u; j < CONV_BLOCK; j++) {
-                    acc[i * CONV_BLOCK + j] += xa[i] * wb[j];
-                }
-            }
-        }
+        multiply_tiles(&acc, lid);
         workgroupBarrier();
     }
-    for (var i = 0u; i < CONV_BLOCK; i++) {
-        let row = row0 + lid.y * CONV_BLOCK + i;
-        for (var j = 0u; j < CONV_BLOCK; j++) {
-            let co = col0 + lid.x * CONV_BLOCK + j;
-            if (row < row_end && co < p.c_out) {
-                y[(row - p.out_row0) * p.c_out + co] = elem(acc[i * CONV_BLOCK + j] + bias_of(co));
-            }
-        }
-    }
+    store_block(&acc, lid, row0, row_end, col0);
 }
 
 @compute @workgroup_size(GROUP)
@@ -248,30 +263,10 @@ fn conv2d_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
             w_tile[i * TILE_K + kk] = wv;
         }
         workgroupBarrier();
-        for (var k = 0u; k < TILE_K; k++) {
-            var xa: array<f32, CONV_BLOCK>;
-            var wb: array<f32, CONV_BLOCK>;
-            for (var i = 0u; i < CONV_BLOCK; i++) {
-                xa[i] = x_tile[(lid.y * CONV_BLOCK + i) * TILE_K + k];
-                wb[i] = w_tile[(lid.x * CONV_BLOCK + i) * TILE_K + k];
-            }
-            for (var i = 0u; i < CONV_BLOCK; i++) {
-                for (var j = 0u; j < CONV_BLOCK; j++) {
-                    acc[i * CONV_BLOCK + j] += xa[i] * wb[j];
-                }
-            }
-        }
+        multiply_tiles(&acc, lid);
         workgroupBarrier();
     }
-    for (var i = 0u; i < CONV_BLOCK; i++) {
-        let row = row0 + lid.y * CONV_BLOCK + i;
-        for (var j = 0u; j < CONV_BLOCK; j++) {
-            let co = col0 + lid.x * CONV_BLOCK + j;
-            if (row < row_end && co < p.c_out) {
-                y[(row - p.out_row0) * p.c_out + co] = elem(acc[i * CONV_BLOCK + j] + bias_of(co));
-            }
-        }
-    }
+    store_block(&acc, lid, row0, row_end, col0);
 }
 
 @compute @workgroup_size(GROUP)
