@@ -323,8 +323,10 @@ await scenario("audioldm2-decoder-and-its-recipe-link", webgpu, async (page) => 
   if (await page.$("[data-testid=steps]")) throw new Error("AudioLDM 2's steps are shown while MusicGen is chosen");
   await setField(page, "decoder", "audioldm2");
   await page.waitForSelector("[data-testid=steps]");
+  // The guidance follows the decoder's default (MusicGen 3, AudioLDM 2 3.5).
+  const guidance = await page.$eval("[data-testid=guidance]", (e) => e.value);
+  if (guidance !== "3.5") throw new Error(`choosing AudioLDM 2 left the guidance at ${guidance}, not its default 3.5`);
   await setField(page, "steps", 2);
-  await setField(page, "guidance", 3.5);
   const t = await makeTrack(page, "a calm piano piece", 0.1, 4, "text");
   if (!t.link || !t.link.includes("#m2ugen=2.")) throw new Error(`no recipe link: ${t.link}`);
   report.recipeLinkLength = t.link.length;

@@ -827,6 +827,16 @@ fn MusicPanel(engine: Engine) -> impl IntoView {
     let steps = RwSignal::new(saved.steps);
     let negative = RwSignal::new(saved.negative);
     let decoders = move || state.model.get().map(|m| m.decoders).unwrap_or_default();
+    // Another decoder: the guidance follows its default unless the person set another value.
+    let switch_decoder = move |name: String| {
+        use m2ugen_pipeline::studio::Decoder;
+        if let (Ok(from), Ok(to)) = (decoder_name.get_untracked().parse::<Decoder>().or_else(|_| "musicgen".parse()), name.parse::<Decoder>()) {
+            if guidance.get_untracked().trim().parse::<f32>().ok() == Some(from.default_guidance()) {
+                guidance.set(to.default_guidance().to_string());
+            }
+        }
+        decoder_name.set(name);
+    };
     let decoder = move || chosen_decoder(&decoders(), &decoder_name.get());
     let diffusion = move || decoder().is_some_and(|d| d.name == "audioldm2");
     let generate = move |ev: leptos::ev::SubmitEvent| {
@@ -872,7 +882,7 @@ fn MusicPanel(engine: Engine) -> impl IntoView {
                         <Show when=move || { decoders().len() > 1 }>
                             <div>
                                 <label for="decoder">"Decoder"</label>
-                                <select id="decoder" data-testid="decoder" on:change=move |ev| decoder_name.set(event_target_value(&ev)) prop:value=move || decoder().map(|d| d.name).unwrap_or_default()>
+                                <select id="decoder" data-testid="decoder" on:change=move |ev| switch_decoder(event_target_value(&ev)) prop:value=move || decoder().map(|d| d.name).unwrap_or_default()>
                                     {move || decoders().into_iter().map(|d| view! { <option value=d.name.clone()>{d.title.clone()}</option> }).collect_view()}
                                 </select>
                             </div>
@@ -886,7 +896,7 @@ fn MusicPanel(engine: Engine) -> impl IntoView {
                             <input id="seed" data-testid="seed" type="number" min="0" step="1" bind:value=seed />
                         </div>
                         <div>
-                            <label for="guidance">{move || if diffusion() { "Guidance (1: off; AudioLDM 2 uses 3.5)" } else { "Guidance (1: off)" }}</label>
+                            <label for="guidance">{move || if diffusion() { "Guidance (1: off; AudioLDM 2's default 3.5)" } else { "Guidance (1: off; MusicGen's default 3)" }}</label>
                             <input id="guidance" data-testid="guidance" type="number" min="0" step="0.5" bind:value=guidance />
                         </div>
                         <div>

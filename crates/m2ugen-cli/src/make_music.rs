@@ -37,10 +37,6 @@ pub const WINDOW_FRAMES: usize = 30 * FRAME_RATE;
 pub const OVERLAP_FRAMES: usize = 12 * FRAME_RATE;
 /// Most tracks at once.
 pub const MAX_TRACKS: u32 = 8;
-/// MusicGen's guidance scale when none is given (its published generation config).
-pub const MUSICGEN_GUIDANCE: f32 = 3.0;
-/// AudioLDM 2's guidance scale when none is given (the reference's).
-pub const AUDIOLDM2_GUIDANCE: f32 = 3.5;
 /// AudioLDM 2's denoising steps when none are given (the reference's).
 pub const AUDIOLDM2_STEPS: u32 = 200;
 
@@ -111,7 +107,7 @@ impl GenerateArgs {
         if !(self.seconds > 0.0 && self.seconds <= MAX_SECONDS) {
             return Err(input(format!("--seconds {}: give a length above 0 and at most {MAX_SECONDS} s", self.seconds)));
         }
-        let guidance = self.guidance.unwrap_or(MUSICGEN_GUIDANCE);
+        let guidance = self.guidance.unwrap_or(Decoder::Musicgen.default_guidance());
         if !(guidance.is_finite() && guidance >= 0.0) {
             return Err(input(format!("--guidance {guidance}: give a scale of 0 or more (1 turns guidance off)")));
         }
@@ -140,7 +136,7 @@ impl GenerateArgs {
         if !(self.seconds > 0.0 && self.seconds <= MAX_SECONDS) {
             return Err(input(format!("--seconds {}: give a length above 0 and at most {MAX_SECONDS} s (AudioLDM 2)", self.seconds)));
         }
-        let guidance = self.guidance.unwrap_or(AUDIOLDM2_GUIDANCE);
+        let guidance = self.guidance.unwrap_or(Decoder::Audioldm2.default_guidance());
         if !(guidance.is_finite() && (0.0..=30.0).contains(&guidance)) {
             return Err(input(format!("--guidance {guidance}: give a scale of 0 or more, at most 30 for AudioLDM 2 (1 turns guidance off)")));
         }

@@ -49,6 +49,15 @@ impl Decoder {
         }
     }
 
+    /// The classifier-free guidance scale used when none is given: MusicGen's published
+    /// generation config (3), AudioLDM 2's in the reference (3.5).
+    pub fn default_guidance(self) -> f32 {
+        match self {
+            Decoder::Musicgen => 3.0,
+            Decoder::Audioldm2 => 3.5,
+        }
+    }
+
     /// How a converted model gets this decoder.
     fn conversion(self) -> &'static str {
         match self {
