@@ -155,6 +155,12 @@ struct Loaded {
 /// the model's URL and id, the pipeline, its tokenizers.
 type SharedAudioldm2 = (String, String, Audioldm2, Audioldm2Tokenizers);
 
+/// A request's settings, checked for its decoder.
+enum DecoderSettings {
+    Musicgen(MusicSettings),
+    Audioldm2(DiffusionSettings),
+}
+
 /// What conditions AudioLDM 2: a text (the prompt, or the LLM's caption) or the output
 /// projector's states.
 enum Described {
@@ -468,7 +474,11 @@ impl<F: Fetcher> Engine<F> {
             Some(name) => name.parse::<Decoder>().map_err(|_| Fail::input(format!("decoder '{name}': choose musicgen or audioldm2")))?,
             None => m.abilities.default_decoder().ok_or_else(|| Fail::input(format!("the model '{}' has no music decoder: load M2UGen, MusicGen or AudioLDM 2 to make music", m.info.id)))?,
         };
-        check_request(request, decoder)?;
+        // The settings first, checked once: a bad one is named whatever the mode.
+        let settings = match decoder {
+            Decoder::Musicgen => DecoderSettings::Musicgen(music_settings(request)?),
+            Decoder::Audioldm2 => DecoderSettings::Audioldm2(diffusion_settings(request)?),
+        };
         let mode = match &request.mode {
             Some(name) => name.parse::<Mode>().map_err(|_| Fail::input(format!("mode '{name}': choose caption, embedding or text")))?,
             None => m.abilities.default_mode_for(decoder).ok_or_else(|| Fail::input(studio::mode_problem(&m.manifest, decoder, Mode::Text).unwrap_or_else(|| "this model can make music in no mode".into())))?,
@@ -479,14 +489,13 @@ impl<F: Fetcher> Engine<F> {
         if mode == Mode::Text && self.attachment.is_some() {
             return Err(Fail::input(format!("text mode is {} alone, which hears no attachment: remove the attachment, or choose caption or embedding mode", decoder.title())));
         }
-        match decoder {
-            Decoder::Musicgen => self.generate_musicgen(job, request, mode, out).await,
-            Decoder::Audioldm2 => self.generate_audioldm2(job, request, mode, out).await,
+        match settings {
+            DecoderSettings::Musicgen(settings) => self.generate_musicgen(job, request, mode, settings, out).await,
+            DecoderSettings::Audioldm2(settings) => self.generate_audioldm2(job, request, mode, settings, out).await,
         }
     }
 
-    async fn generate_musicgen(&mut self, job: u32, request: &MusicRequest, mode: Mode, out: Out<'_>) -> Result<(), Fail> {
-        let settings = music_settings(request)?;
+    async fn generate_musicgen(&mut self, job: u32, request: &MusicRequest, mode: Mode, settings: MusicSettings, out: Out<'_>) -> Result<(), Fail> {
         let m = self.loaded()?;
         let music = m.music.as_ref().ok_or_else(|| Fail::input(format!("the model '{}' has no MusicGen", m.info.id)))?;
         let guided = settings.guidance > 1.0;
@@ -575,8 +584,7 @@ impl<F: Fetcher> Engine<F> {
     /// `[AUD]` tokens); embedding mode on the output projector's states. One waveform, its
     /// progress a message per denoising step; the share link is the recipe that makes it again
     /// (not for embedding mode, whose states a link cannot carry).
-    async fn generate_audioldm2(&mut self, job: u32, request: &MusicRequest, mode: Mode, out: Out<'_>) -> Result<(), Fail> {
-        let settings = diffusion_settings(request)?;
+    async fn generate_audioldm2(&mut self, job: u32, request: &MusicRequest, mode: Mode, settings: DiffusionSettings, out: Out<'_>) -> Result<(), Fail> {
         let cancel = self.controls.fresh_cancel();
         let described = match mode {
             Mode::Text => Described::Text(request.prompt.clone()),

@@ -209,7 +209,8 @@ fn audioldm2_makes_16_khz_audio_from_text_the_same_for_a_seed() {
 #[test]
 fn a_model_with_both_decoders_makes_music_with_the_one_asked_for() {
     let dir = scratch("generate-both");
-    let model = both_decoders_model();
+    // The bundled model: MusicGen (T5 32 wide, the projector's width) and AudioLDM 2 (4224).
+    let model = bundled_model();
     // MusicGen by default: 32 kHz, its frame progress; caption mode (the LLM answers).
     let out = dir.join("musicgen.wav");
     let run = m2ugen(&[os("generate"), os("--model"), model.as_os_str(), os("--seconds"), os("0.2"), os("--max-tokens"), os("4"), os("-o"), out.as_os_str(), os("calm jazz piano")], None);

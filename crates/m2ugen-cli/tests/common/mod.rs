@@ -246,8 +246,3 @@ pub fn audioldm2_model() -> &'static Path {
     })
 }
 
-/// A model with both decoders: the bundled one ([`bundled_model`]; MusicGen's T5 is 32 wide,
-/// the projector's width, and AudioLDM 2 takes 4224 values, so only MusicGen has embedding mode).
-pub fn both_decoders_model() -> &'static Path {
-    bundled_model()
-}
