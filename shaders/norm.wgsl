@@ -1,6 +1,8 @@
 // Normalisation: RMSNorm (LLaMA, T5), LayerNorm (MusicGen, ViT, MERT, the projector),
-// GroupNorm over channels-last sequences (MERT's feature extractor, AudioLDM 2's UNet) and L2
-// normalisation of rows (M2UGen's adapters: x / max(‖x‖, eps) * weight).
+// GroupNorm over channels-last sequences (MERT's feature extractor, AudioLDM 2's UNet), L2
+// normalisation of rows (M2UGen's adapters: x / max(‖x‖, eps) * weight) and normalisation by
+// given per-column statistics (batch_norm: BatchNorm at inference, or a GroupNorm whose
+// statistics were gathered over chunks of a sequence too long to hold at once).
 //
 // Bindings:
 //   0 params              NormParams { rows, cols, eps, groups, batch }
@@ -8,7 +10,9 @@
 //   2 weight (cols)       a scale per column (l2_norm: the modality weight)
 //   3 bias   (cols)       layer_norm and group_norm only
 //   4 out    (rows, cols)
-// rms_norm, layer_norm: one workgroup normalises one row. group_norm: x is (batch, rows / batch,
+//   5 mean     (cols)     batch_norm only
+//   6 variance (cols)     batch_norm only
+// rms_norm, layer_norm, batch_norm: one workgroup normalises one row. group_norm: x is (batch, rows / batch,
 // cols) and one workgroup normalises one (batch item, group of cols / groups channels) over
 // every time step. Sums are taken in f32.
 
@@ -25,6 +29,8 @@ struct Params {
 @group(0) @binding(2) var<storage, read> weight: array<elem>;
 @group(0) @binding(3) var<storage, read> bias: array<elem>;
 @group(0) @binding(4) var<storage, read_write> out: array<elem>;
+@group(0) @binding(5) var<storage, read> mean: array<elem>;
+@group(0) @binding(6) var<storage, read> variance: array<elem>;
 
 // Σ x² over the row at `base` (every invocation of the workgroup calls it).
 fn row_sum_squares(base: u32, lid: u32) -> f32 {
@@ -105,5 +111,16 @@ fn group_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
         let at = base + (i / cg) * p.cols + i % cg;
         let c = g * cg + i % cg;
         out[at] = elem((f32(x[at]) - mean) * inv * f32(weight[c]) + f32(bias[c]));
+    }
+}
+
+@compute @workgroup_size(GROUP)
+fn batch_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let row = linear_workgroup(wid, nwg);
+    if (row >= p.rows) { return; }
+    let base = row * p.cols;
+    for (var c = lid; c < p.cols; c += GROUP) {
+        let inv = inverseSqrt(f32(variance[c]) + p.eps);
+        out[base + c] = elem((f32(x[base + c]) - f32(mean[c])) * inv * f32(weight[c]) + f32(bias[c]));
     }
 }

@@ -13,7 +13,8 @@ use m2ugen_core::DType;
 use m2ugen_gpu::bench::{self, Case};
 use m2ugen_gpu::registry::Elem;
 use m2ugen_gpu::{now_ms, Gpu, Recorder};
-use m2ugen_models::mert::Mert;
+use m2ugen_models::mert::{Mert, FEATURE_CHUNK_ROWS};
+use m2ugen_pipeline::features::{MUSIC_SAMPLE_RATE, MUSIC_WINDOW_SECONDS};
 use m2ugen_models::vision::{VisionConfig, VisionEncoder};
 use m2ugen_models::Store;
 
@@ -87,6 +88,25 @@ pub async fn run(args: BenchEncodersArgs) -> Result<()> {
     let wave = gpu.upload("waveform", &[samples], dtype, &rng.vec(samples, -1.0, 1.0))?;
     let ms = time(&gpu, args.runs, |rec| Ok(model.state_means(rec, &wave)?)).await?;
     report(&format!("MERT-330M geometry, {} layers, {} s windows", mert.num_hidden_layers, args.seconds), format!("{:.2} s of audio per second", args.seconds as f64 / (ms / 1000.0)), Mert::flops(&mert, samples), ms);
+    // The GPU memory of one window of the reference's length: the pool hands out buffers as
+    // ops are recorded, so recording the window (not running it) gives its peak.
+    let long = MUSIC_WINDOW_SECONDS * MUSIC_SAMPLE_RATE;
+    let wave = gpu.upload("waveform", &[long], dtype, &rng.vec(long, -1.0, 1.0))?;
+    let before = gpu.pool_memory().in_use;
+    gpu.reset_peak();
+    let mut rec = Recorder::new(&gpu);
+    drop(model.state_means(&mut rec, &wave)?);
+    let peak = gpu.pool_memory().peak - before;
+    drop(rec);
+    let mib = |bytes: f64| bytes / (1024.0 * 1024.0);
+    let first_conv = ((long - mert.conv_kernel[0]) / mert.conv_stride[0] + 1) * mert.conv_dim[0] * dtype.size();
+    println!(
+        "MERT-330M geometry, {} layers, one {MUSIC_WINDOW_SECONDS} s window: {:.0} MiB of GPU memory at its peak (recorded, not run); the feature extractor holds {:.0} MiB of its first convolution at a time, of {:.0} MiB in all",
+        mert.num_hidden_layers,
+        mib(peak as f64),
+        mib((FEATURE_CHUNK_ROWS * mert.conv_dim[0] * dtype.size()) as f64),
+        mib(first_conv as f64)
+    );
     drop(model);
 
     let mut vit = VitConfig::vit_base_patch16_224();

@@ -109,6 +109,28 @@ pub fn sum_rows(x: &[f32], batch: usize, rows: usize, cols: usize, weight: Optio
     out
 }
 
+/// `y[b, c] = scale · Σ_t (x[b, t, c] - center[c])²` over the `rows` of each batch item.
+pub fn sum_squared_deviations(x: &[f32], batch: usize, rows: usize, cols: usize, center: &[f32], scale: f32) -> Vec<f32> {
+    let mut out = vec![0f32; batch * cols];
+    for b in 0..batch {
+        for c in 0..cols {
+            let s: f64 = (0..rows).map(|t| (x[(b * rows + t) * cols + c] as f64 - center[c] as f64).powi(2)).sum();
+            out[b * cols + c] = (s * scale as f64) as f32;
+        }
+    }
+    out
+}
+
+/// Each row of `cols` normalised by given per-column statistics: `(x - mean) / sqrt(variance +
+/// eps) * weight + bias` (BatchNorm at inference).
+pub fn batch_norm(x: &[f32], cols: usize, mean: &[f32], variance: &[f32], weight: &[f32], bias: &[f32], eps: f32) -> Vec<f32> {
+    x.chunks(cols)
+        .flat_map(|row| {
+            row.iter().enumerate().map(|(c, &v)| ((v as f64 - mean[c] as f64) / (variance[c] as f64 + eps as f64).sqrt() * weight[c] as f64 + bias[c] as f64) as f32)
+        })
+        .collect()
+}
+
 /// LayerNorm over each row of `cols`: `(x - mean) / sqrt(var + eps) * weight + bias`.
 pub fn layer_norm(x: &[f32], weight: &[f32], bias: &[f32], cols: usize, eps: f32) -> Vec<f32> {
     x.chunks(cols)

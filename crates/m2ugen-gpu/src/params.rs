@@ -115,6 +115,8 @@ params! {
         has_weight: u32,
         /// Whether a bias is added.
         has_bias: u32,
+        /// Whether squared deviations from a center row are summed.
+        has_center: u32,
         /// Factor on the sum.
         scale: f32,
     }

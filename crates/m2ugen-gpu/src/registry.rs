@@ -126,9 +126,9 @@ pub enum Kernel {
     /// `elementwise.wgsl`: add, sub, mul, silu, sigmoid, gelu, gelu_tanh, elu, tanh_op, relu,
     /// leaky_relu, swiglu.
     Elementwise,
-    /// `norm.wgsl`: rms_norm, layer_norm, group_norm, l2_norm.
+    /// `norm.wgsl`: rms_norm, layer_norm, group_norm, l2_norm, batch_norm.
     Norm,
-    /// `pool.wgsl`: sum_rows.
+    /// `pool.wgsl`: sum_rows (and, with a center, sum_squared_deviations).
     Pool,
     /// `softmax.wgsl`: softmax.
     Softmax,

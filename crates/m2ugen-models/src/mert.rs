@@ -8,12 +8,29 @@
 //!
 //! The waveform is channels-last `(1, samples, 1)`; the feature extractor's output
 //! `(frames, conv_dim)` is one row per 320 samples at the published strides.
+//!
+//! **Long windows in chunks.** The first convolution gives one row per 5 samples: for the
+//! reference's 60-s window at MERT-330M, 288 000 rows of 512 channels, 590 MB in f32, more than
+//! a browser binds. So when a window's first convolution gives more than [`FEATURE_CHUNK_ROWS`]
+//! rows, the feature extractor runs in chunks of output frames, each from the slice of the
+//! waveform its receptive field covers (every convolution is unpadded, so a chunk's frames are
+//! exactly the whole run's), and no intermediate is larger than a chunk: 32 MiB at MERT-330M.
+//! The group form's GroupNorm normalises each channel over the whole window, so its statistics
+//! come first, in two passes over the same chunks of the first convolution: the mean, then the
+//! mean squared deviation from it (as PyTorch computes them); each chunk is then normalised
+//! with them ([`Recorder::batch_norm`]).
 
 use crate::layers::{LayerNorm, Linear, Mlp, MultiHeadAttention};
 use crate::{Error, Result, Store};
 use m2ugen_core::config::MertConfig;
 use m2ugen_core::conv::{Conv1d, Padding};
+use m2ugen_gpu::ops::MAX_POOL_ROWS;
 use m2ugen_gpu::{Gpu, GpuTensor, HeadShape, Recorder, Unary};
+use std::ops::Range;
+
+/// Rows of the first convolution's output held at once (see the module's notes): 32 MiB at
+/// MERT-330M's 512 channels in f32; longer windows go through the feature extractor in chunks.
+pub const FEATURE_CHUNK_ROWS: usize = MAX_POOL_ROWS;
 
 /// One convolution of the feature extractor and the norm after it, if any.
 struct FeatureConv {
@@ -49,6 +66,7 @@ pub struct Mert {
     encoder_norm: LayerNorm,
     layers: Vec<Layer>,
     feature_act: Unary,
+    chunk_rows: usize,
 }
 
 impl Mert {
@@ -107,7 +125,7 @@ impl Mert {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(Mert { config: config.clone(), convs, projection_norm, projection, pos_conv, encoder_norm, layers, feature_act: Unary::of(c.feat_extract_activation) })
+        Ok(Mert { config: config.clone(), convs, projection_norm, projection, pos_conv, encoder_norm, layers, feature_act: Unary::of(c.feat_extract_activation), chunk_rows: FEATURE_CHUNK_ROWS })
     }
 
     /// Every tensor [`Mert::load`] takes under `prefix`, with its shape (for random weights in
@@ -194,26 +212,138 @@ impl Mert {
         self.config.conv_kernel.iter().zip(&self.config.conv_stride).fold(samples, |len, (&k, &s)| if len < k { 0 } else { (len - k) / s + 1 })
     }
 
-    /// The feature extractor and projection: a normalised waveform `(samples)` (one binding)
-    /// to frames `(frames, hidden)`.
-    pub fn features(&self, rec: &mut Recorder, waveform: &GpuTensor) -> Result<GpuTensor> {
-        let samples = waveform.numel();
-        if self.frames(samples) == 0 {
-            return Err(Error::Request(format!("music: {samples} samples are too short for MERT, which needs at least {} (at 24 kHz)", self.receptive_field())));
+    /// Sets how many rows of the first convolution's output one chunk of the feature extractor
+    /// holds (default [`FEATURE_CHUNK_ROWS`]): at least what one frame needs, at most
+    /// [`MAX_POOL_ROWS`]. Smaller chunks only cost dispatches; the tests use them to run short
+    /// clips through the chunked path.
+    pub fn set_chunk_rows(&mut self, rows: usize) -> Result<()> {
+        let least = self.rows_for_frames(1);
+        if rows < least || rows > MAX_POOL_ROWS {
+            return Err(Error::Request(format!("mert: a chunk of the feature extractor holds {least} to {MAX_POOL_ROWS} rows of the first convolution, not {rows}")));
         }
-        let mut x = waveform.reshape(&[1, samples, 1])?;
+        self.chunk_rows = rows;
+        Ok(())
+    }
+
+    /// Rows of the first convolution's output that `frames` consecutive frames need.
+    fn rows_for_frames(&self, frames: usize) -> usize {
+        self.convs[1..].iter().zip(&self.config.conv_kernel[1..]).rev().fold(frames, |len, (conv, &k)| (len - 1) * conv.stride + k)
+    }
+
+    /// Frames per chunk: as many as [`Self::set_chunk_rows`]'s rows cover.
+    fn chunk_frames(&self) -> usize {
+        let stride: usize = self.convs[1..].iter().map(|c| c.stride).product();
+        (self.chunk_rows - self.rows_for_frames(1)) / stride + 1
+    }
+
+    /// The samples that frames `frames` of the feature extractor read.
+    fn samples_for(&self, frames: &Range<usize>) -> Range<usize> {
+        self.convs.iter().zip(&self.config.conv_kernel).rev().fold(frames.clone(), |r, (conv, &k)| r.start * conv.stride..(r.end - 1) * conv.stride + k)
+    }
+
+    /// `samples` of the waveform `(1, len, 1)`, as a tensor of its own unless they are all of it.
+    fn waveform_slice(rec: &mut Recorder, waveform: &GpuTensor, samples: Range<usize>) -> Result<GpuTensor> {
+        let len = waveform.numel();
+        let whole = waveform.reshape(&[1, len, 1])?;
+        if samples == (0..len) {
+            return Ok(whole);
+        }
+        Ok(rec.slice(&whole, 1, samples)?)
+    }
+
+    /// The first convolution over `samples` of the waveform, as rows `(rows, conv_dim)`.
+    fn first_conv(&self, rec: &mut Recorder, waveform: &GpuTensor, samples: Range<usize>) -> Result<GpuTensor> {
+        let conv = &self.convs[0];
+        let x = Self::waveform_slice(rec, waveform, samples)?;
+        let y = rec.conv1d(&x, &conv.weight, conv.bias.as_ref(), &Conv1d { stride: conv.stride, ..Conv1d::plain() })?;
+        Ok(y.reshape(&[y.shape()[1], y.cols()])?)
+    }
+
+    /// The group form's GroupNorm statistics over every row of the first convolution, `rows`
+    /// of them, gathered chunk by chunk: the per-channel mean, then the mean squared deviation
+    /// from it (sums in f32).
+    fn first_conv_statistics(&self, rec: &mut Recorder, waveform: &GpuTensor, rows: usize) -> Result<(GpuTensor, GpuTensor)> {
+        let (stride, kernel) = (self.convs[0].stride, self.config.conv_kernel[0]);
+        let chunks: Vec<Range<usize>> = (0..rows).step_by(self.chunk_rows).map(|r| r * stride..((r + self.chunk_rows).min(rows) - 1) * stride + kernel).collect();
+        let scale = 1.0 / rows as f32;
+        let mut mean: Option<GpuTensor> = None;
+        for samples in &chunks {
+            let y = self.first_conv(rec, waveform, samples.clone())?;
+            let part = rec.sum_rows(&y, None, None, scale)?;
+            mean = Some(match mean {
+                Some(m) => rec.add(&m, &part)?,
+                None => part,
+            });
+        }
+        let Some(mean) = mean else { return Err(Error::Request("mert: no rows to normalise".into())) };
+        let mean = mean.reshape(&[mean.numel()])?;
+        let mut variance: Option<GpuTensor> = None;
+        for samples in &chunks {
+            let y = self.first_conv(rec, waveform, samples.clone())?;
+            let part = rec.sum_squared_deviations(&y, &mean, scale)?;
+            variance = Some(match variance {
+                Some(v) => rec.add(&v, &part)?,
+                None => part,
+            });
+        }
+        let Some(variance) = variance else { return Err(Error::Request("mert: no rows to normalise".into())) };
+        let variance = variance.reshape(&[variance.numel()])?;
+        Ok((mean, variance))
+    }
+
+    /// Frames `frames` of the feature extractor `(frames, conv_dim)`, from `samples` of the
+    /// waveform. A chunk reads only the samples its frames need, and `statistics` are then the
+    /// group form's GroupNorm statistics over the whole window. Without them the GroupNorm
+    /// normalises over this run, which must then be the whole window, every sample of it (the
+    /// last samples may feed rows of the first convolution that no frame reads, but they count
+    /// in its statistics).
+    fn feature_rows(&self, rec: &mut Recorder, waveform: &GpuTensor, samples: Range<usize>, frames: Range<usize>, statistics: Option<&(GpuTensor, GpuTensor)>) -> Result<GpuTensor> {
+        let mut x = Self::waveform_slice(rec, waveform, samples)?;
         for conv in &self.convs {
             let c = Conv1d { stride: conv.stride, ..Conv1d::plain() };
             x = rec.conv1d(&x, &conv.weight, conv.bias.as_ref(), &c)?;
-            x = match &conv.norm {
-                FeatureNorm::None => x,
-                FeatureNorm::Group(w, b) => rec.group_norm(&x, x.cols(), w, b, 1e-5)?,
-                FeatureNorm::Layer(ln) => ln.forward(rec, &x)?,
+            x = match (&conv.norm, statistics) {
+                (FeatureNorm::None, _) => x,
+                (FeatureNorm::Group(w, b), Some((mean, variance))) => {
+                    let shape = x.shape().to_vec();
+                    rec.batch_norm(&x.reshape(&[shape[1], shape[2]])?, mean, variance, w, b, 1e-5)?.reshape(&shape)?
+                }
+                (FeatureNorm::Group(w, b), None) => rec.group_norm(&x, x.cols(), w, b, 1e-5)?,
+                (FeatureNorm::Layer(ln), _) => ln.forward(rec, &x)?,
             };
             x = rec.unary(self.feature_act, &x)?;
         }
-        let frames = x.shape()[1];
-        let mut x = x.reshape(&[frames, x.cols()])?;
+        let rows = x.shape()[1];
+        if rows != frames.len() {
+            return Err(Error::Request(format!("mert: the feature extractor gave {rows} frames for frames {frames:?} (a bug)")));
+        }
+        Ok(x.reshape(&[rows, x.cols()])?)
+    }
+
+    /// The feature extractor and projection: a normalised waveform `(samples)` (one binding)
+    /// to frames `(frames, hidden)`. Long windows run in chunks (see the module's notes).
+    pub fn features(&self, rec: &mut Recorder, waveform: &GpuTensor) -> Result<GpuTensor> {
+        let samples = waveform.numel();
+        let frames = self.frames(samples);
+        if frames == 0 {
+            return Err(Error::Request(format!("music: {samples} samples are too short for MERT, which needs at least {} (at 24 kHz)", self.receptive_field())));
+        }
+        let first_rows = (samples - self.config.conv_kernel[0]) / self.convs[0].stride + 1;
+        let mut x = if first_rows <= self.chunk_rows {
+            self.feature_rows(rec, waveform, 0..samples, 0..frames, None)?
+        } else {
+            let statistics = match self.convs[0].norm {
+                FeatureNorm::Group(..) => Some(self.first_conv_statistics(rec, waveform, first_rows)?),
+                _ => None,
+            };
+            let per_chunk = self.chunk_frames();
+            let parts = (0..frames).step_by(per_chunk).map(|f| {
+                    let chunk = f..(f + per_chunk).min(frames);
+                    self.feature_rows(rec, waveform, self.samples_for(&chunk), chunk, statistics.as_ref())
+                }).collect::<Result<Vec<_>>>()?;
+            let refs: Vec<&GpuTensor> = parts.iter().collect();
+            rec.concat(&refs, 0)?
+        };
         if let Some(ln) = &self.projection_norm {
             x = ln.forward(rec, &x)?;
         }

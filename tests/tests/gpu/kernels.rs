@@ -133,6 +133,51 @@ gpu_test!(async fn sum_rows_means_and_weighted_sums_per_item(gpu, elem) {
     Ok(())
 });
 
+gpu_test!(async fn sum_squared_deviations_from_a_center_row(gpu, elem) {
+    let mut rng = Rng::new(33);
+    for &(batch, rows, cols) in &[(1, 1, 1), (2, 7, 65), (1, 1601, 3), (3, 33, 257)] {
+        // Off-centre values, so that the center matters.
+        let x: Vec<f32> = random(&mut rng, elem, batch * rows * cols, 2.0).into_iter().map(|v| round_to(elem, &[v + 3.0])[0]).collect();
+        let center = random(&mut rng, elem, cols, 1.0).into_iter().map(|v| round_to(elem, &[v + 3.0])[0]).collect::<Vec<f32>>();
+        let (tx, tc) = (upload(gpu, elem, &[batch, rows, cols], &x)?, upload(gpu, elem, &[cols], &center)?);
+        let mut rec = Recorder::new(gpu);
+        let y = rec.sum_squared_deviations(&tx, &tc, 1.0 / rows as f32)?;
+        rec.submit()?;
+        let expected = cpu::sum_squared_deviations(&x, batch, rows, cols, &center, 1.0 / rows as f32);
+        assert_close("sum_squared_deviations", &gpu.read(&y).await?, &expected, Tol::for_sums(elem, rows), &[batch, rows, cols])?;
+    }
+    let tx = upload(gpu, elem, &[2, 3, 4], &random(&mut rng, elem, 24, 1.0))?;
+    let tc = upload(gpu, elem, &[3], &random(&mut rng, elem, 3, 1.0))?;
+    let mut rec = Recorder::new(gpu);
+    let err = rec.sum_squared_deviations(&tx, &tc, 1.0).err().map(|e| e.to_string()).unwrap_or_default();
+    anyhow::ensure!(err.contains("sum_squared_deviations") && err.contains("center"), "a center of the wrong length: {err:?}");
+    Ok(())
+});
+
+gpu_test!(async fn batch_norm_by_given_statistics(gpu, elem) {
+    let mut rng = Rng::new(34);
+    for &(rows, cols) in &[(1, 1), (5, 64), (300, 7), (2, 1000)] {
+        let x = random(&mut rng, elem, rows * cols, 3.0);
+        let mean = random(&mut rng, elem, cols, 1.0);
+        let variance: Vec<f32> = random(&mut rng, elem, cols, 1.0).into_iter().map(|v| round_to(elem, &[v.abs() * 4.0 + 0.01])[0]).collect();
+        let weight = random(&mut rng, elem, cols, 1.5);
+        let bias = random(&mut rng, elem, cols, 0.5);
+        let t = |shape: &[usize], v: &[f32]| upload(gpu, elem, shape, v);
+        let (tx, tm, tv, tw, tb) = (t(&[rows, cols], &x)?, t(&[cols], &mean)?, t(&[cols], &variance)?, t(&[cols], &weight)?, t(&[cols], &bias)?);
+        let mut rec = Recorder::new(gpu);
+        let y = rec.batch_norm(&tx, &tm, &tv, &tw, &tb, 1e-5)?;
+        rec.submit()?;
+        let expected = cpu::batch_norm(&x, cols, &mean, &variance, &weight, &bias, 1e-5);
+        assert_close("batch_norm", &gpu.read(&y).await?, &expected, Tol::of(elem), &[rows, cols])?;
+    }
+    let tx = upload(gpu, elem, &[2, 4], &random(&mut rng, elem, 8, 1.0))?;
+    let (t4, t3) = (upload(gpu, elem, &[4], &[1.0; 4])?, upload(gpu, elem, &[3], &[1.0; 3])?);
+    let mut rec = Recorder::new(gpu);
+    let err = rec.batch_norm(&tx, &t4, &t3, &t4, &t4, 1e-5).err().map(|e| e.to_string()).unwrap_or_default();
+    anyhow::ensure!(err.contains("batch_norm") && err.contains("variance"), "a variance of the wrong length: {err:?}");
+    Ok(())
+});
+
 gpu_test!(async fn softmax_rows_stay_stable_for_large_logits(gpu, elem) {
     let mut rng = Rng::new(4);
     for &(rows, cols) in &[(1, 1), (7, 1000), (65, 7), (3, 64)] {

@@ -133,3 +133,110 @@ gpu_test!(async fn multi_head_attention_self_and_cross(gpu, elem) {
     assert_close("cross-attention with a residual", &gpu.read(&cross_again).await?, &cpu::add(&c, &x), tol, &[rows, mem_rows, dim])?;
     Ok(())
 });
+
+/// MERT's feature extractor and projection on the CPU: every unpadded convolution, the
+/// GroupNorm of the first (over the whole clip) or a LayerNorm after each, GELU, then the
+/// projection's LayerNorm and product. Output `(frames, hidden)`.
+fn mert_features_on_cpu(c: &m2ugen_core::config::MertConfig, weights: &std::collections::BTreeMap<String, Vec<f32>>, wave: &[f32]) -> Vec<f32> {
+    use m2ugen_core::conv::Conv1d;
+    let w = |name: &str| &weights[&format!("mert.{name}")];
+    let (mut x, mut len, mut c_in) = (wave.to_vec(), wave.len(), 1);
+    for i in 0..c.conv_dim.len() {
+        let p = format!("feature_extractor.conv_layers.{i}");
+        let (dim, k) = (c.conv_dim[i], c.conv_kernel[i]);
+        let conv = Conv1d { stride: c.conv_stride[i], ..Conv1d::plain() };
+        let bias = c.conv_bias.then(|| w(&format!("{p}.conv.bias")).as_slice());
+        x = cpu::conv1d(&x, 1, len, c_in, w(&format!("{p}.conv.weight")), dim, k, bias, &conv);
+        len = conv.out_len(len, k);
+        let (nw, nb) = (format!("{p}.layer_norm.weight"), format!("{p}.layer_norm.bias"));
+        if c.feat_extract_norm == "layer" {
+            x = cpu::layer_norm(&x, w(&nw), w(&nb), dim, 1e-5);
+        } else if i == 0 {
+            x = cpu::group_norm(&x, 1, len, dim, dim, w(&nw), w(&nb), 1e-5);
+        }
+        x = cpu::gelu(&x);
+        c_in = dim;
+    }
+    let x = cpu::layer_norm(&x, w("feature_projection.layer_norm.weight"), w("feature_projection.layer_norm.bias"), c_in, c.layer_norm_eps);
+    cpu::matmul(&x, w("feature_projection.projection.weight"), Some(w("feature_projection.projection.bias")), len, c_in, c.hidden_size)
+}
+
+gpu_test!(async fn mert_feature_extractor_whole_and_in_chunks_matches_the_cpu(gpu, elem) {
+    use m2ugen_core::config::MertConfig;
+    use m2ugen_models::mert::Mert;
+    let mut rng = Rng::new(71);
+    // Three convolutions of awkward widths; both norm forms, the layer form with biases.
+    for (form, bias) in [("group", false), ("layer", true)] {
+        let config = MertConfig { conv_dim: vec![12, 9, 7], conv_kernel: vec![10, 3, 2], conv_stride: vec![5, 2, 2], feat_extract_norm: form.into(), conv_bias: bias, hidden_size: 16, ..MertConfig::tiny() };
+        let mut store = Store::new(elem.dtype());
+        let mut weights = std::collections::BTreeMap::new();
+        for (name, shape) in Mert::tensors("mert", &config) {
+            let n: usize = shape.iter().product();
+            let values = if name.ends_with("norm.weight") { round_to(elem, &rng.vec(n, 0.5, 1.5)) } else { round_to(elem, &rng.vec(n, -0.4, 0.4)) };
+            store.insert_f32(gpu, &name, &shape, &values)?;
+            weights.insert(name, values);
+        }
+        let mut mert = Mert::load(gpu, &mut store, "mert", &config)?;
+        // Off-centre samples, so that the GroupNorm's mean matters; 2719 samples give 542 rows
+        // of the first convolution and 135 frames.
+        let wave = round_to(elem, &rng.vec(2719, -0.7, 1.3));
+        let expected = mert_features_on_cpu(&config, &weights, &wave);
+        let tw = gpu.upload("wave", &[wave.len()], elem.dtype(), &wave)?;
+        // f16 rounds every stage of a chain of three convolutions and norms (the last LayerNorm
+        // over 7 channels amplifies); f32 is held to the single kernel's tolerance.
+        let tol = match elem {
+            m2ugen_gpu::registry::Elem::F32 => Tol::of(elem),
+            m2ugen_gpu::registry::Elem::F16 => Tol { atol: 1e-2, rtol: 1e-2 },
+        };
+        for rows in [None, Some(100), Some(5)] {
+            if let Some(rows) = rows {
+                mert.set_chunk_rows(rows)?;
+            }
+            let mut rec = Recorder::new(gpu);
+            let y = mert.features(&mut rec, &tw)?;
+            rec.submit()?;
+            let got = gpu.read(&y).await?;
+            let d = got.iter().zip(&expected).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+            println!("DEBUG {form} {rows:?} maxdiff {d} maxabs {}", expected.iter().fold(0f32, |m, v| m.max(v.abs())));
+            anyhow::ensure!(y.shape() == [135, 16], "{form}, chunks of {rows:?} rows: shape {:?}", y.shape());
+            assert_close(&format!("mert features, {form} form, chunks of {rows:?} rows"), &gpu.read(&y).await?, &expected, tol, &[135, 16])?;
+        }
+        let err = mert.set_chunk_rows(4).err().map(|e| e.to_string()).unwrap_or_default();
+        anyhow::ensure!(err.contains("5 to 16384 rows") && err.contains("not 4"), "{err}");
+    }
+    Ok(())
+});
+
+gpu_test!(async fn mert_feature_extractor_in_chunks_holds_no_whole_first_convolution(gpu, elem) {
+    use m2ugen_core::config::MertConfig;
+    use m2ugen_models::mert::Mert;
+    let mut rng = Rng::new(72);
+    // A wide first convolution and narrow later ones, as MERT's is the largest intermediate.
+    let config = MertConfig { conv_dim: vec![96, 16, 8], conv_kernel: vec![10, 3, 2], conv_stride: vec![5, 2, 2], hidden_size: 8, ..MertConfig::tiny() };
+    let mut store = Store::new(elem.dtype());
+    for (name, shape) in Mert::tensors("mert", &config) {
+        let n: usize = shape.iter().product();
+        store.insert_f32(gpu, &name, &shape, &round_to(elem, &rng.vec(n, -0.4, 0.4)))?;
+    }
+    let mut mert = Mert::load(gpu, &mut store, "mert", &config)?;
+    let samples = 100_003;
+    let tw = gpu.upload("wave", &[samples], elem.dtype(), &round_to(elem, &rng.vec(samples, -1.0, 1.0)))?;
+    // 19 999 rows of 96 channels.
+    let first_conv_bytes = ((samples - 10) / 5 + 1) * 96 * elem.dtype().size();
+    let mut peaks = Vec::new();
+    for rows in [None, Some(1000)] {
+        if let Some(rows) = rows {
+            mert.set_chunk_rows(rows)?;
+        }
+        let before = gpu.pool_memory().in_use;
+        gpu.reset_peak();
+        let mut rec = Recorder::new(gpu);
+        let y = mert.features(&mut rec, &tw)?;
+        rec.submit()?;
+        peaks.push(gpu.pool_memory().peak - before);
+        drop(y);
+    }
+    anyhow::ensure!(peaks[0] as usize >= first_conv_bytes, "the whole window holds the first convolution's {first_conv_bytes} bytes, yet its peak was {}", peaks[0]);
+    anyhow::ensure!((peaks[1] as usize) < first_conv_bytes / 4, "in chunks of 1000 rows the peak was {} bytes, the whole first convolution {first_conv_bytes}", peaks[1]);
+    Ok(())
+});

@@ -41,7 +41,7 @@ fn llm_and_projector_match_the_reference() {
         let io = io();
         for elem in native_elems() {
             let gpu = m2ugen_tests::gpu(elem).await;
-            let model = load_model(&gpu, elem, &DirFetcher(dir.clone())).await.unwrap();
+            let mut model = load_model(&gpu, elem, &DirFetcher(dir.clone())).await.unwrap();
             if let Err(e) = check_prompt_cases(&gpu, elem, &model.llama, &io, &["none", "audio", "all"]).await {
                 panic!("{elem:?}: {e:#}");
             }
@@ -50,6 +50,18 @@ fn llm_and_projector_match_the_reference() {
             }
             if let Err(e) = check_music_chain(&gpu, elem, &model, &io).await {
                 panic!("{elem:?}: waveform to LLM: {e:#}");
+            }
+            // The same clips through MERT's feature extractor in chunks, as a long window goes:
+            // chunks of 1001 rows of the first convolution (several, the last one short), and of
+            // 13 (two frames of the fixture's MERT each).
+            for rows in [1001, 13] {
+                model.encoders.music.as_mut().unwrap().encoder.set_chunk_rows(rows).unwrap();
+                if let Err(e) = check_features(&gpu, elem, &model.encoders, &io, 2).await {
+                    panic!("{elem:?}: media features, feature extractor in chunks of {rows} rows: {e:#}");
+                }
+            }
+            if let Err(e) = check_music_chain(&gpu, elem, &model, &io).await {
+                panic!("{elem:?}: waveform to LLM, feature extractor in chunks: {e:#}");
             }
             if let Err(e) = check_projector(&gpu, elem, &model, &io).await {
                 panic!("{elem:?}: {e:#}");

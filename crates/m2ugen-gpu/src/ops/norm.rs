@@ -8,6 +8,7 @@ use crate::{Error, GpuTensor, Recorder, Result};
 
 const RMS: Layout = &[(0, Uniform), (1, Read), (2, Read), (4, Write)];
 const WITH_BIAS: Layout = &[(0, Uniform), (1, Read), (2, Read), (3, Read), (4, Write)];
+const WITH_STATISTICS: Layout = &[(0, Uniform), (1, Read), (2, Read), (3, Read), (4, Write), (5, Read), (6, Read)];
 
 impl Recorder<'_> {
     /// RMSNorm of each row: `x / sqrt(mean(x²) + eps) * weight`.
@@ -26,6 +27,22 @@ impl Recorder<'_> {
         self.norm("layer_norm", WITH_BIAS, x, weight, Some(bias), eps)
     }
 
+    /// Each row normalised by given per-column statistics: `(x - mean) / sqrt(variance + eps)
+    /// * weight + bias` (BatchNorm at inference; a GroupNorm of one channel per group whose
+    /// statistics were gathered chunk by chunk with [`Recorder::sum_rows`] and
+    /// [`Recorder::sum_squared_deviations`]). `mean`, `variance`, `weight` and `bias` are
+    /// `(cols)`.
+    pub fn batch_norm(&mut self, x: &GpuTensor, mean: &GpuTensor, variance: &GpuTensor, weight: &GpuTensor, bias: &GpuTensor, eps: f32) -> Result<GpuTensor> {
+        let op = "batch_norm";
+        let mut statistics = Vec::with_capacity(2);
+        for (slot, what, t) in [(5, "mean", mean), (6, "variance", variance)] {
+            expect_dtype(op, what, t, x.dtype())?;
+            expect_len(op, what, t, x.cols())?;
+            statistics.push((slot, t.single(self.gpu, op, what)?));
+        }
+        self.norm_with(op, WITH_STATISTICS, x, weight, Some(bias), eps, &statistics)
+    }
+
     fn norm_inputs(&self, op: &'static str, x: &GpuTensor, weight: &GpuTensor, bias: Option<&GpuTensor>) -> Result<Vec<(u32, wgpu::Buffer)>> {
         let cols = x.cols();
         expect_dtype(op, "weight", weight, x.dtype())?;
@@ -40,8 +57,13 @@ impl Recorder<'_> {
     }
 
     fn norm(&mut self, op: &'static str, layout: Layout, x: &GpuTensor, weight: &GpuTensor, bias: Option<&GpuTensor>, eps: f32) -> Result<GpuTensor> {
+        self.norm_with(op, layout, x, weight, bias, eps, &[])
+    }
+
+    fn norm_with(&mut self, op: &'static str, layout: Layout, x: &GpuTensor, weight: &GpuTensor, bias: Option<&GpuTensor>, eps: f32, extra: &[(u32, wgpu::Buffer)]) -> Result<GpuTensor> {
         let elem = elem_of(self.gpu, op, "x", x)?;
-        let shared = self.norm_inputs(op, x, weight, bias)?;
+        let mut shared = self.norm_inputs(op, x, weight, bias)?;
+        shared.extend(extra.iter().cloned());
         let out = self.alloc(op, x.shape(), x.dtype())?;
         for (cx, co) in x.chunks().iter().zip(out.chunks()) {
             let rows = cx.rows.len();
