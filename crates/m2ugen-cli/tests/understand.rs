@@ -54,6 +54,26 @@ fn chat_answers_as_the_library_and_goes_on_turn_by_turn() {
 }
 
 #[test]
+fn chat_reads_real_encoders_files_and_a_video_through_ffmpeg() {
+    // The media crate's files from real encoders (its tests/data/make.sh).
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../m2ugen-media/tests/data");
+    let m = model();
+    for music in ["tone.flac", "tone.mp3", "tone.ogg"] {
+        let out = m2ugen(&[os("chat"), os("--model"), m.as_os_str(), os("--music"), data.join(music).as_os_str(), os("--max-tokens"), os("2"), os("hi")], None);
+        assert!(out.status.success(), "{music}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let ffmpeg = std::process::Command::new("ffprobe").arg("-version").output().is_ok_and(|o| o.status.success());
+    if !ffmpeg {
+        assert!(std::env::var_os("CI").is_none(), "CI runs the real-ffmpeg check: install ffmpeg (scripts/setup.sh does)");
+        return;
+    }
+    let out = m2ugen(&[os("chat"), os("--model"), m.as_os_str(), os("--video"), data.join("clip.mp4").as_os_str(), os("--max-tokens"), os("2"), os("hi")], None);
+    assert!(out.status.success(), "clip.mp4: {}", String::from_utf8_lossy(&out.stderr));
+    let line = one_line_exit_2(&m2ugen(&[os("chat"), os("--model"), m.as_os_str(), os("--video"), data.join("tone.mp3").as_os_str(), os("hi")], None));
+    assert!(line.contains("tone.mp3: has no video track"), "{line}");
+}
+
+#[test]
 fn unusable_input_is_named_with_exit_code_2() {
     let dir = scratch("bad");
     let m = model();

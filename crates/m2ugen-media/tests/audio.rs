@@ -377,3 +377,102 @@ fn wav_with_a_riff_length_too_short() {
     assert_eq!(audio.channels[0].len(), 1000);
     assert_eq!(audio.channels[0][999], 999.0 / 32768.0);
 }
+
+// Real encoders' files: `tests/data/make.sh` made them with ffmpeg's FLAC encoder, LAME and
+// libvorbis from one 1.2-s stereo tone at 44.1 kHz. They are checked against the tone's
+// formula, not against another decode.
+
+fn data(name: &str) -> Vec<u8> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Sample `i` of channel `channel` of the tone at `rate`: left 0.5·sin(2π·440·t), right
+/// 0.25·sin(2π·660·t).
+fn tone(channel: usize, i: usize, rate: f64) -> f64 {
+    let t = i as f64 / rate;
+    let (amplitude, hz) = if channel == 0 { (0.5, 440.0) } else { (0.25, 660.0) };
+    amplitude * (2.0 * std::f64::consts::PI * hz * t).sin()
+}
+
+/// The amplitude of `hz` in the samples of `range` (whole cycles of the tone's 440 and 660 Hz
+/// in 0.1-s steps): a single DFT bin.
+fn amplitude(x: &[f32], rate: f64, hz: f64, range: std::ops::Range<usize>) -> f64 {
+    let n = range.len() as f64;
+    let (mut s, mut c) = (0.0, 0.0);
+    for i in range {
+        let phase = 2.0 * std::f64::consts::PI * hz * i as f64 / rate;
+        s += f64::from(x[i]) * phase.sin();
+        c += f64::from(x[i]) * phase.cos();
+    }
+    2.0 * (s * s + c * c).sqrt() / n
+}
+
+/// Over the middle second of a channel: the gain that best scales the tone onto the decoded
+/// samples, and the root mean square of what is left, relative to the tone's. A decode shifted
+/// by one sample at 440 Hz leaves 6%; a different level only moves the gain.
+fn gain_and_residual(audio: &Audio, channel: usize) -> (f64, f64) {
+    let rate = f64::from(audio.sample_rate);
+    let range = (rate * 0.1) as usize..(rate * 1.1) as usize;
+    let want: Vec<f64> = range.clone().map(|i| tone(channel, i, rate)).collect();
+    let got: Vec<f64> = range.map(|i| f64::from(audio.channels[channel][i])).collect();
+    let power: f64 = want.iter().map(|w| w * w).sum();
+    let gain = want.iter().zip(&got).map(|(w, g)| w * g).sum::<f64>() / power;
+    let residual: f64 = want.iter().zip(&got).map(|(w, g)| (g - gain * w).powi(2)).sum();
+    (gain, (residual / (gain * gain * power)).sqrt())
+}
+
+#[test]
+fn flac_from_a_real_encoder_is_the_tone_exactly() {
+    let audio = decode_audio("tone.flac", &data("tone.flac"), &Limits::default()).unwrap();
+    assert_eq!((audio.sample_rate, audio.channels.len(), audio.frames()), (44_100, 2, 52_920));
+    for (c, channel) in audio.channels.iter().enumerate() {
+        for (i, &v) in channel.iter().enumerate() {
+            // Lossless: the tone rounded to 16 bits (within one step either way).
+            assert!((f64::from(v) - tone(c, i, 44_100.0)).abs() <= 1.0 / 32768.0, "channel {c}, sample {i}: {v}");
+        }
+    }
+}
+
+#[test]
+fn mp3_and_vorbis_from_real_encoders_hold_the_tone_in_time() {
+    // LAME's file plays 0.45 dB quieter than its input (ffmpeg's own decoder gives the same);
+    // Vorbis keeps the level.
+    for (file, gains) in [("tone.mp3", 0.93..0.97), ("tone.ogg", 0.98..1.02)] {
+        let audio = decode_audio(file, &data(file), &Limits::default()).unwrap();
+        assert_eq!((audio.sample_rate, audio.channels.len()), (44_100, 2), "{file}");
+        // The encoder's delay and padding trimmed: 1.2 s, to a few milliseconds.
+        assert!((audio.seconds() - 1.2).abs() < 0.005, "{file}: {} s", audio.seconds());
+        let middle = 4_410..48_510;
+        let (left, right) = (&audio.channels[0], &audio.channels[1]);
+        // Each channel holds its own tone and not the other's.
+        assert!(amplitude(left, 44_100.0, 660.0, middle.clone()) < 0.005 && amplitude(right, 44_100.0, 440.0, middle) < 0.005, "{file}: the channels mix");
+        for c in 0..2 {
+            let (gain, residual) = gain_and_residual(&audio, c);
+            assert!(gains.contains(&gain), "{file}: channel {c} has a gain of {gain:.3}");
+            assert!(residual < 0.01, "{file}: channel {c} is {residual:.4} off the tone (shifted in time?)");
+        }
+    }
+}
+
+#[test]
+fn real_files_become_24khz_mono_music() {
+    for file in ["tone.flac", "tone.mp3", "tone.ogg"] {
+        let music = music_from_bytes(file, &data(file), &Limits::default()).unwrap();
+        assert!((music.len() as f64 / f64::from(MUSIC_RATE) - 1.2).abs() < 0.005, "{file}: {} samples", music.len());
+        // The mean of the channels: 440 Hz at 0.25, 660 Hz at 0.125.
+        let middle = 2_400..26_400;
+        // (LAME's 0.45 dB less.)
+        let a440 = amplitude(&music, 24_000.0, 440.0, middle.clone());
+        let a660 = amplitude(&music, 24_000.0, 660.0, middle);
+        assert!((a440 - 0.25).abs() < 0.015 && (a660 - 0.125).abs() < 0.008, "{file}: 440 Hz at {a440}, 660 Hz at {a660}");
+    }
+}
+
+#[test]
+fn a_real_mp4_video_given_as_audio() {
+    assert_eq!(
+        problem(decode_audio("clip.mp4", &data("clip.mp4"), &Limits::default())),
+        "is not audio in a format this build reads (WAV, FLAC, MP3, OGG Vorbis); it looks like an MP4/MOV/M4A file"
+    );
+}

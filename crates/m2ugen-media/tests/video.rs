@@ -142,7 +142,9 @@ fn ffmpeg_installed() -> bool {
 fn video_file_through_ffmpeg_when_installed() {
     use m2ugen_media::video::frames_from_file;
     if !ffmpeg_installed() {
-        // Covered by the stand-in programs of the unit tests; this checks the real ones.
+        // Covered by the stand-in programs of the unit tests; this checks the real ones, and
+        // CI has them (scripts/setup.sh installs ffmpeg).
+        assert!(std::env::var_os("CI").is_none(), "CI runs the real-ffmpeg check: install ffmpeg (scripts/setup.sh does)");
         println!("ffmpeg is not installed here: the real-ffmpeg check did not run");
         return;
     }
@@ -169,6 +171,21 @@ fn video_file_through_ffmpeg_when_installed() {
         .unwrap();
     assert!(made.success());
     assert_eq!(problem(frames_from_file(&sound, 4, &Limits::default())).problem, "has no video track");
+
+    // Real encoders' files (tests/data/make.sh): an H.264 clip of 16 frames of 40x30 with AAC
+    // sound, and an MP3.
+    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    let planar = frames_from_file(&data.join("clip.mp4"), 4, &Limits::default()).unwrap();
+    assert_eq!((planar.frames, planar.channels, planar.height, planar.width), (4, 3, 30, 40));
+    // ffmpeg's test pattern moves: the four frames picked differ from one another.
+    let size = 3 * 30 * 40;
+    let frames: Vec<&[f32]> = planar.values.chunks(size).collect();
+    for a in 0..4 {
+        for b in a + 1..4 {
+            assert_ne!(frames[a], frames[b], "frames {a} and {b} are the same");
+        }
+    }
+    assert_eq!(problem(frames_from_file(&data.join("tone.mp3"), 4, &Limits::default())).problem, "has no video track");
 
     let text = dir.path().join("notes.mp4");
     std::fs::write(&text, "not a video at all").unwrap();
