@@ -9,6 +9,7 @@
 //! and the problem.
 
 pub mod audio;
+pub mod clap_mel;
 pub mod image;
 pub mod resample;
 pub mod video;
