@@ -14,6 +14,7 @@ pub mod audioldm2;
 pub mod audioldm2_pipeline;
 pub mod audioldm2_decoder;
 pub mod audioldm2_text;
+pub mod clap_audio;
 pub mod encodec;
 pub mod music;
 pub mod parity;

@@ -29,6 +29,7 @@
 pub mod adapter;
 pub mod audioldm2_text;
 pub mod clap;
+pub mod clap_audio;
 pub mod encodec;
 pub mod gpt2;
 pub mod hifigan;

@@ -13,8 +13,9 @@ use m2ugen_core::{DType, StoredType};
 use m2ugen_gpu::{Gpu, GpuTensor, Weight};
 use std::collections::HashMap;
 
-/// Tensors up to this many elements are kept on the CPU too.
-pub const SMALL: usize = 4096;
+/// Tensors up to this many elements are kept on the CPU too (CLAP's largest relative-position
+/// table, (2·8 - 1)² positions by 32 heads, is 7200).
+pub const SMALL: usize = 8192;
 
 struct Held {
     shape: Vec<usize>,

@@ -240,3 +240,44 @@ gpu_test!(async fn mert_feature_extractor_in_chunks_holds_no_whole_first_convolu
     anyhow::ensure!((peaks[1] as usize) < first_conv_bytes / 4, "in chunks of 1000 rows the peak was {} bytes, the whole first convolution {first_conv_bytes}", peaks[1]);
     Ok(())
 });
+
+gpu_test!(async fn clap_audio_folds_a_spectrogram_into_its_image(gpu, elem) {
+    use m2ugen_core::config::audioldm2::ClapAudioConfig;
+    use m2ugen_models::clap_audio::ClapAudio;
+    let mut rng = Rng::new(73);
+    // 32 mel bins in a 64-cell image: two time segments stacked (the published model has four);
+    // 3 channels, awkwardly.
+    let config = ClapAudioConfig { num_mel_bins: 32, patch_embed_input_channels: 3, ..ClapAudioConfig::tiny() };
+    let mut store = Store::new(elem.dtype());
+    let mut stats = std::collections::BTreeMap::new();
+    for (name, shape) in ClapAudio::tensors("clap", &config) {
+        let n: usize = shape.iter().product();
+        let values = if name.ends_with("running_var") { round_to(elem, &rng.vec(n, 0.5, 4.0)) } else { round_to(elem, &rng.vec(n, -0.5, 0.5)) };
+        store.insert_f32(gpu, &name, &shape, &values)?;
+        stats.insert(name, values);
+    }
+    let model = ClapAudio::load(gpu, &mut store, "clap", &config)?;
+    let (channels, frames, bins, r) = (3, config.frames(), 32, config.freq_ratio());
+    assert_eq!((frames, r), (128, 2));
+    let features = round_to(elem, &rng.vec(channels * frames * bins, -3.0, 3.0));
+    let tf = gpu.upload("features", &[channels, frames, bins], elem.dtype(), &features)?;
+    let mut rec = Recorder::new(gpu);
+    let image = model.image(&mut rec, &tf)?;
+    rec.submit()?;
+    anyhow::ensure!(image.shape() == [1, 64, 64, channels], "{:?}", image.shape());
+    // Row h = q·bins + f, column w: frame q·(frames / r) + w of bin f, normalised by bin f's
+    // statistics.
+    let s = |part: &str| &stats[&format!("clap.audio_model.audio_encoder.batch_norm.{part}")];
+    let normalised = cpu::batch_norm(&features, bins, s("running_mean"), s("running_var"), s("weight"), s("bias"), 1e-5);
+    let mut expected = Vec::with_capacity(normalised.len());
+    for h in 0..64 {
+        for w in 0..64 {
+            for c in 0..channels {
+                let (q, f) = (h / bins, h % bins);
+                expected.push(normalised[(c * frames + q * (frames / r) + w) * bins + f]);
+            }
+        }
+    }
+    assert_close("clap audio image", &gpu.read(&image).await?, &expected, Tol::of(elem), &[64, 64, channels])?;
+    Ok(())
+});

@@ -516,11 +516,190 @@ impl ClapConfig {
         c
     }
 
+    /// The audio branch's configuration, if the model has one (`audio_config` stored and not
+    /// null).
+    pub fn audio(&self, at: &str) -> Result<Option<ClapAudioConfig>> {
+        if self.audio_config.is_null() {
+            return Ok(None);
+        }
+        let c: ClapAudioConfig = serde_json::from_value(self.audio_config.clone()).map_err(|e| crate::Error::Config { field: format!("{at}.audio_config"), problem: e.to_string() })?;
+        c.check(&format!("{at}.audio_config"))?;
+        Ok(Some(c))
+    }
+
     /// Fails naming the first inconsistent field.
     pub fn check(&self, at: &str) -> Result<()> {
         let t = &self.text_config;
         check(t.num_attention_heads > 0 && t.hidden_size.is_multiple_of(t.num_attention_heads), format!("{at}.text_config.num_attention_heads"), format!("{} heads do not divide the width {}", t.num_attention_heads, t.hidden_size))?;
         check(t.max_position_embeddings > t.pad_token_id + 1, format!("{at}.text_config.max_position_embeddings"), "leaves no position past the padding id")
+    }
+}
+
+/// CLAP's audio branch, HTSAT (`text_encoder/config.json`'s `audio_config`, transformers'
+/// `ClapAudioConfig`): a Swin transformer over a log-mel spectrogram folded into an image, whose
+/// pooled output is projected beside the text's. Fields absent from a file take transformers'
+/// defaults (HTSAT-tiny, the size AudioLDM 2's CLAP has). Only the unfused model is implemented.
+#[derive(Clone, Debug, PartialEq, serde::Deserialize, serde::Serialize)]
+#[serde(default)]
+pub struct ClapAudioConfig {
+    /// The image's side, in spectrogram cells (frames are `spec_size · freq_ratio`).
+    pub spec_size: usize,
+    /// Mel bins of the spectrogram.
+    pub num_mel_bins: usize,
+    /// Patch side (a number, or two equal numbers).
+    #[serde(deserialize_with = "square")]
+    pub patch_size: usize,
+    /// Patch stride (a number, or two equal numbers).
+    #[serde(deserialize_with = "square")]
+    pub patch_stride: usize,
+    /// Spectrogram channels the patch embedding reads (the feature extractor's copies).
+    pub patch_embed_input_channels: usize,
+    /// Width of the first stage.
+    pub patch_embeds_hidden_size: usize,
+    /// A LayerNorm after the patch embedding.
+    pub enable_patch_layer_norm: bool,
+    /// Patches flattened to tokens (must be true).
+    pub flatten_patch_embeds: bool,
+    /// Feature fusion (must be false: the fused model is not implemented).
+    pub enable_fusion: bool,
+    /// Blocks per stage.
+    pub depths: Vec<usize>,
+    /// Heads per stage.
+    pub num_attention_heads: Vec<usize>,
+    /// Window side, in tokens.
+    pub window_size: usize,
+    /// MLP width over block width.
+    pub mlp_ratio: f64,
+    /// Biases on queries, keys and values.
+    pub qkv_bias: bool,
+    /// The MLPs' activation.
+    pub hidden_act: Activation,
+    /// LayerNorm epsilon.
+    pub layer_norm_eps: f32,
+    /// Width of the last stage (`patch_embeds_hidden_size · 2^(stages - 1)`).
+    pub hidden_size: usize,
+    /// Width of the projection.
+    pub projection_dim: usize,
+    /// The projection's activation.
+    pub projection_hidden_act: Activation,
+}
+
+fn square<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<usize, D::Error> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Side {
+        One(usize),
+        Two([usize; 2]),
+    }
+    match <Side as serde::Deserialize>::deserialize(d)? {
+        Side::One(n) => Ok(n),
+        Side::Two([a, b]) if a == b => Ok(a),
+        Side::Two([a, b]) => Err(serde::de::Error::custom(format!("[{a}, {b}] is not square (only square patches are implemented)"))),
+    }
+}
+
+impl Default for ClapAudioConfig {
+    /// transformers' `ClapAudioConfig()` defaults.
+    fn default() -> Self {
+        ClapAudioConfig::htsat_tiny()
+    }
+}
+
+impl ClapAudioConfig {
+    /// HTSAT-tiny as transformers' `ClapAudioConfig` defaults give it (`laion/clap-htsat-*`:
+    /// 256-cell images of 64 mel bins, patches of 4, stages of 2, 2, 6 and 2 blocks from 96 to 768
+    /// wide, windows of 8); one input channel, which a converted model's own config overrides.
+    pub fn htsat_tiny() -> Self {
+        ClapAudioConfig {
+            spec_size: 256,
+            num_mel_bins: 64,
+            patch_size: 4,
+            patch_stride: 4,
+            patch_embed_input_channels: 1,
+            patch_embeds_hidden_size: 96,
+            enable_patch_layer_norm: true,
+            flatten_patch_embeds: true,
+            enable_fusion: false,
+            depths: vec![2, 2, 6, 2],
+            num_attention_heads: vec![4, 8, 16, 32],
+            window_size: 8,
+            mlp_ratio: 4.0,
+            qkv_bias: true,
+            hidden_act: Activation::Gelu,
+            layer_norm_eps: 1e-5,
+            hidden_size: 768,
+            projection_dim: 512,
+            projection_hidden_act: Activation::Relu,
+        }
+    }
+
+    /// The AudioLDM 2 fixture's audio branch: two stages of two blocks, 32 and 64 wide, windows
+    /// of 4 over a 64-cell image of 64 bins, four input channels.
+    pub fn tiny() -> Self {
+        ClapAudioConfig {
+            spec_size: 64,
+            patch_size: 2,
+            patch_stride: 2,
+            patch_embed_input_channels: 4,
+            patch_embeds_hidden_size: 32,
+            depths: vec![2, 2],
+            num_attention_heads: vec![2, 2],
+            window_size: 4,
+            hidden_size: 64,
+            projection_dim: 16,
+            ..ClapAudioConfig::htsat_tiny()
+        }
+    }
+
+    /// Frequency folds: how many time segments the spectrogram is cut into, stacked along the
+    /// frequency axis (`spec_size / num_mel_bins`).
+    pub fn freq_ratio(&self) -> usize {
+        self.spec_size / self.num_mel_bins.max(1)
+    }
+
+    /// Spectrogram frames the model reads (`spec_size · freq_ratio`); shorter spectrograms are
+    /// stretched to it.
+    pub fn frames(&self) -> usize {
+        self.spec_size * self.freq_ratio()
+    }
+
+    /// The token grid's side after the patch embedding.
+    pub fn grid(&self) -> usize {
+        self.spec_size / self.patch_stride.max(1)
+    }
+
+    /// Width of stage `i`.
+    pub fn stage_width(&self, i: usize) -> usize {
+        self.patch_embeds_hidden_size << i
+    }
+
+    /// `(window side, shift)` of the odd blocks of stage `i` (even blocks do not shift):
+    /// transformers stops shifting once the grid is no larger than a window (the window is then
+    /// the whole grid; [`ClapAudioConfig::check`] refuses grids smaller than a window).
+    pub fn stage_window(&self, i: usize) -> (usize, usize) {
+        let side = self.grid() >> i;
+        if side <= self.window_size { (side, 0) } else { (self.window_size, self.window_size / 2) }
+    }
+
+    /// Fails naming the first field this implementation cannot run.
+    pub fn check(&self, at: &str) -> Result<()> {
+        let n = self.depths.len();
+        check(n > 0 && self.num_attention_heads.len() == n, format!("{at}.num_attention_heads"), format!("has {} entries for {} stages", self.num_attention_heads.len(), n))?;
+        check(!self.enable_fusion, format!("{at}.enable_fusion"), "the fused audio model is not implemented")?;
+        check(self.flatten_patch_embeds, format!("{at}.flatten_patch_embeds"), "must be true")?;
+        check(self.num_mel_bins > 0 && self.spec_size.is_multiple_of(self.num_mel_bins), format!("{at}.spec_size"), format!("{} is not a multiple of num_mel_bins {}", self.spec_size, self.num_mel_bins))?;
+        check(self.patch_stride > 0 && self.patch_size >= self.patch_stride && (self.patch_size - self.patch_stride).is_multiple_of(2), format!("{at}.patch_size"), format!("{} with stride {} is not implemented", self.patch_size, self.patch_stride))?;
+        check(self.window_size > 0 && self.patch_embed_input_channels > 0, format!("{at}.window_size"), "must be positive")?;
+        let grid = self.grid();
+        check(grid * self.patch_stride == self.spec_size, format!("{at}.patch_stride"), format!("{} does not divide spec_size {}", self.patch_stride, self.spec_size))?;
+        for i in 0..n {
+            let side = grid >> i;
+            let window = self.window_size;
+            check(side >= window && side << i == grid && side.is_multiple_of(window), format!("{at}.window_size"), format!("stage {i}'s {side}x{side} grid does not divide into windows of {window} (padding and windows larger than the grid are not implemented)"))?;
+            let heads = self.num_attention_heads[i];
+            check(heads > 0 && self.stage_width(i).is_multiple_of(heads), format!("{at}.num_attention_heads"), format!("{heads} heads do not divide stage {i}'s width {}", self.stage_width(i)))?;
+        }
+        check(self.hidden_size == self.stage_width(n - 1), format!("{at}.hidden_size"), format!("{} is not the last stage's width {}", self.hidden_size, self.stage_width(n - 1)))
     }
 }
 
@@ -873,6 +1052,28 @@ fn beta_end() -> f64 {
 mod tests {
     use super::*;
     use crate::config::parse;
+
+    #[test]
+    fn clap_audio_windows_and_refusals() {
+        // HTSAT-tiny: a 64-token grid halving over four stages; windows of 8 shift by 4 until the
+        // last stage's 8x8 grid is one window, which does not shift.
+        let c = ClapAudioConfig::htsat_tiny();
+        c.check("a").unwrap();
+        assert_eq!((c.freq_ratio(), c.frames(), c.grid()), (4, 1024, 64));
+        let windows: Vec<(usize, usize)> = (0..4).map(|i| c.stage_window(i)).collect();
+        assert_eq!(windows, [(8, 4), (8, 4), (8, 4), (8, 0)]);
+        ClapAudioConfig::tiny().check("a").unwrap();
+        // As a file gives them: patches as pairs, fields left out at transformers' defaults.
+        let parsed: ClapAudioConfig = serde_json::from_value(serde_json::json!({"patch_size": [4, 4], "patch_stride": 4, "patch_embed_input_channels": 4})).unwrap();
+        assert_eq!((parsed.patch_size, parsed.patch_embed_input_channels, parsed.depths.len()), (4, 4, 4));
+        assert!(serde_json::from_value::<ClapAudioConfig>(serde_json::json!({"patch_stride": [4, 2]})).unwrap_err().to_string().contains("not square"));
+        let e = ClapAudioConfig { enable_fusion: true, ..c.clone() }.check("clap.audio_config").unwrap_err().to_string();
+        assert!(e.contains("clap.audio_config.enable_fusion") && e.contains("not implemented"), "{e}");
+        let e = ClapAudioConfig { depths: vec![2, 2, 2, 2, 2], num_attention_heads: vec![4; 5], hidden_size: 1536, ..c.clone() }.check("x").unwrap_err().to_string();
+        assert!(e.contains("x.window_size") && e.contains("stage 4's 4x4 grid"), "{e}");
+        let e = ClapAudioConfig { hidden_size: 512, ..c }.check("x").unwrap_err().to_string();
+        assert!(e.contains("x.hidden_size") && e.contains("768"), "{e}");
+    }
 
     fn fixture_json() -> serde_json::Value {
         serde_json::json!({

@@ -60,6 +60,7 @@ impl Recorder<'_> {
         self.norm_with(op, layout, x, weight, bias, eps, &[])
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn norm_with(&mut self, op: &'static str, layout: Layout, x: &GpuTensor, weight: &GpuTensor, bias: Option<&GpuTensor>, eps: f32, extra: &[(u32, wgpu::Buffer)]) -> Result<GpuTensor> {
         let elem = elem_of(self.gpu, op, "x", x)?;
         let mut shared = self.norm_inputs(op, x, weight, bias)?;
