@@ -386,7 +386,7 @@ impl<F: Fetcher> Engine<F> {
             None
         };
         let music = if abilities.has(Decoder::Musicgen) { Some(load_music(gpu, dtype, &fetcher, &manifest, WINDOW_FRAMES + 8, &options, |e| progress("music decoder", e, out)).await?) } else { None };
-        let audioldm2 = if abilities.has(Decoder::Audioldm2) { Some(load_audioldm2(gpu, dtype, &fetcher, &manifest, &options, |e| progress("AudioLDM 2", e, out)).await?) } else { None };
+        let audioldm2 = if abilities.has(Decoder::Audioldm2) { Some(load_audioldm2(gpu, dtype, &fetcher, &manifest, false, &options, |e| progress("AudioLDM 2", e, out)).await?) } else { None };
         let projector = if abilities.decoders.iter().any(|d| abilities.modes_for(*d).contains(&Mode::Embedding)) {
             Some(studio::load_projector(gpu, dtype, &fetcher, &manifest, &options, |e| progress("output projector", e, out)).await?)
         } else {
@@ -726,7 +726,7 @@ impl<F: Fetcher> Engine<F> {
             self.shared_audioldm2 = None;
             let clock = m2ugen_gpu::now_ms;
             let options = self.options(&clock);
-            let (model, tokenizers) = load_audioldm2(self.gpu()?, self.dtype, fetcher, manifest, &options, |e| match e {
+            let (model, tokenizers) = load_audioldm2(self.gpu()?, self.dtype, fetcher, manifest, false, &options, |e| match e {
                 Event::Progress(p) => say(out, FromEngine::Progress { part: "AudioLDM 2 (to make the shared track again)".into(), done: p.done, total: p.total, cached: p.cached, rate: p.rate(), eta_s: p.eta_s() }),
                 Event::Notice(n) => say(out, FromEngine::Notice(n)),
             })

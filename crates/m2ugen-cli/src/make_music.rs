@@ -14,7 +14,7 @@ use crate::understand::{input, ModelMedia, SamplingArgs};
 use m2ugen_core::DType;
 use m2ugen_gpu::Gpu;
 use m2ugen_media::Limits;
-use m2ugen_pipeline::audioldm2::{make_audioldm2, make_audioldm2_embedding, Audioldm2Request, DiffusionSettings, DEFAULT_NEGATIVE};
+use m2ugen_pipeline::audioldm2::{clap_scores, make_audioldm2, make_audioldm2_embedding, ranked, Audioldm2Request, DiffusionSettings, DEFAULT_NEGATIVE};
 use m2ugen_pipeline::chat::Conversation;
 use m2ugen_pipeline::generate::Cancel;
 use m2ugen_pipeline::load::Understanding;
@@ -81,8 +81,9 @@ pub struct GenerateArgs {
     /// AudioLDM 2: the negative prompt of guidance (default "Low quality.", the reference's).
     #[arg(long)]
     pub negative_prompt: Option<String>,
-    /// AudioLDM 2: waveforms made from the request, each from its own noise, in that order (not
-    /// ranked): out.wav, out-2.wav, ... (default 1, at most 8).
+    /// AudioLDM 2: waveforms made from the request, each from its own noise, best first by
+    /// CLAP's audio-text score when the model has CLAP's audio branch (else in the order of
+    /// their noise): out.wav, out-2.wav, ... (default 1, at most 8).
     #[arg(long)]
     pub waveforms: Option<u32>,
     /// The output WAV file.
@@ -312,7 +313,7 @@ async fn audioldm2(gpu: &Gpu, args: &GenerateArgs, manifest: &Manifest, mode: Mo
     let fetcher = DirFetcher(args.input.model.clone());
     let clock = m2ugen_gpu::now_ms;
     let options = LoadOptions { in_flight: 4, max_resumes: 3, clock: &clock, cache: None };
-    let (model, tokenizers) = m2ugen_pipeline::load::load_audioldm2(gpu, dtype, &fetcher, manifest, &options, |_| {}).await.map_err(|e| args.model_error(e))?;
+    let (model, tokenizers) = m2ugen_pipeline::load::load_audioldm2(gpu, dtype, &fetcher, manifest, settings.waveforms > 1, &options, |_| {}).await.map_err(|e| args.model_error(e))?;
     let negative = args.negative_prompt.clone().unwrap_or_else(|| DEFAULT_NEGATIVE.into());
     let mut progress = StepProgress::new();
     let on_step = |done, of| progress.show(done, of);
@@ -320,15 +321,19 @@ async fn audioldm2(gpu: &Gpu, args: &GenerateArgs, manifest: &Manifest, mode: Mo
         let tokenizers = tokenizers.as_ref().ok_or_else(|| args.model_error("AudioLDM 2's tokenizers are not in the model (convert the pipeline with tokenizer/ and tokenizer_2/)"))?;
         Ok((tokenizers, Audioldm2Request { prompt, negative: negative.clone(), settings }))
     };
+    // The text the waveforms are scored against (text and caption modes).
+    let mut scored_text = None;
     let audio = match mode {
         Mode::Text => {
             let (tokenizers, request) = text_request(args.prompt.clone())?;
+            scored_text = Some((tokenizers, request.prompt.clone()));
             make_audioldm2(gpu, &model, tokenizers, &request, on_step, None).await
         }
         Mode::Caption => {
             let answered = ask_llm(gpu, args, dtype).await?;
             let (tokenizers, request) = text_request(strip_aud(&answered.text))?;
             drop(answered);
+            scored_text = Some((tokenizers, request.prompt.clone()));
             make_audioldm2(gpu, &model, tokenizers, &request, on_step, None).await
         }
         Mode::Embedding => {
@@ -339,9 +344,7 @@ async fn audioldm2(gpu: &Gpu, args: &GenerateArgs, manifest: &Manifest, mode: Mo
         }
     }
     .map_err(music_error)?;
-    if audio.len() > 1 {
-        eprintln!("note: the {} waveforms are in the order of their noise, not ranked (diffusers ranks them with CLAP's audio branch, which is not run here)", audio.len());
-    }
+    let audio = if audio.len() > 1 { rank_waveforms(gpu, &model, scored_text, audio).await? } else { audio };
     let rate = model.sampling_rate() as u32;
     for (w, samples) in audio.iter().enumerate() {
         let path = args.output_path(w);
@@ -349,6 +352,26 @@ async fn audioldm2(gpu: &Gpu, args: &GenerateArgs, manifest: &Manifest, mode: Mo
         eprintln!("wrote {} ({:.2} s at {rate} Hz, AudioLDM 2, {} mode, seed {}, {} steps)", path.display(), samples.len() as f64 / rate as f64, mode.name(), args.answer.seed, settings.steps);
     }
     Ok(())
+}
+
+/// Several waveforms of one text, best first by CLAP's audio-text score, as `diffusers` returns
+/// them, with a line giving the scores; in the order of their noise, with a note saying why,
+/// without a text (embedding mode, as the reference) or without CLAP's audio branch.
+async fn rank_waveforms(gpu: &Gpu, model: &m2ugen_pipeline::audioldm2::Audioldm2, text: Option<(&m2ugen_pipeline::audioldm2::Audioldm2Tokenizers, String)>, audio: Vec<Vec<f32>>) -> anyhow::Result<Vec<Vec<f32>>> {
+    let n = audio.len();
+    let Some((tokenizers, text)) = text else {
+        eprintln!("note: the {n} waveforms are in the order of their noise, not ranked (in embedding mode there is no text to score them against, as in the reference)");
+        return Ok(audio);
+    };
+    let Some(scores) = clap_scores(gpu, model, tokenizers, &text, &audio).await.map_err(music_error)? else {
+        eprintln!("note: the {n} waveforms are in the order of their noise, not ranked (this model has no CLAP audio branch to score them with)");
+        return Ok(audio);
+    };
+    let order = ranked(&scores);
+    let listed: Vec<String> = order.iter().map(|&w| format!("{:.4} (noise {})", scores[w], w + 1)).collect();
+    eprintln!("ranked by CLAP's audio-text score, best first: {}", listed.join(", "));
+    let mut audio: Vec<Option<Vec<f32>>> = audio.into_iter().map(Some).collect();
+    Ok(order.iter().filter_map(|&w| audio[w].take()).collect())
 }
 
 /// A music error: the user's (a setting, or what the model cannot do: exit 2) or the work's.

@@ -195,14 +195,32 @@ fn audioldm2_makes_16_khz_audio_from_text_the_same_for_a_seed() {
     let (unguided, ..) = generate_audioldm2(model, &dir, "unguided.wav", &["--guidance", "1", "calm jazz piano"]);
     assert!(audioldm2_wav(&unguided) != text, "no guidance, other samples");
 
-    // Two waveforms: the first from the same noise as one alone (the same samples but for
-    // rounding), the second from the noise after it; in that order, said to be unranked.
+    // Two waveforms: one from the same noise as one alone (the same samples but for rounding),
+    // one from the noise after it; written best first by CLAP's audio-text score (the fixture
+    // has CLAP's audio branch), as the line giving the scores says.
     let (first, _, stderr) = generate_audioldm2(model, &dir, "two.wav", &["--waveforms", "2", "calm jazz piano"]);
-    assert_eq!(stderr.lines().filter(|l| l.contains("not ranked")).count(), 1, "{stderr}");
+    assert!(!stderr.contains("not ranked"), "{stderr}");
+    let line = stderr.lines().find(|l| l.starts_with("ranked by CLAP's audio-text score, best first: ")).unwrap_or_else(|| panic!("no ranking line: {stderr}"));
+    let ranked: Vec<(f32, usize)> = line
+        .split_once(": ")
+        .unwrap()
+        .1
+        .split(", ")
+        .map(|entry| {
+            let (score, noise) = entry.split_once(" (noise ").unwrap();
+            (score.parse().unwrap(), noise.trim_end_matches(')').parse().unwrap())
+        })
+        .collect();
+    assert_eq!(ranked.len(), 2, "{line}");
+    assert!(ranked[0].0 >= ranked[1].0 && ranked.iter().all(|(s, _)| (-1.0..=1.0).contains(s)), "scores are cosines, best first: {line}");
+    let mut noises: Vec<usize> = ranked.iter().map(|&(_, n)| n).collect();
     let (first, second) = (audioldm2_wav(&first), audioldm2_wav(&dir.join("two-2.wav")));
-    let most = first.iter().zip(&text).map(|(a, b)| (a - b).abs()).max().unwrap();
-    assert!(most <= 2, "waveform 1 of 2 is the one-waveform track (off by {most})");
+    let one_alone = if noises[0] == 1 { &first } else { &second };
+    let most = one_alone.iter().zip(&text).map(|(a, b)| (a - b).abs()).max().unwrap();
+    assert!(most <= 2, "the waveform of noise 1 is the one-waveform track (off by {most})");
     assert!(second != first, "two waveforms, two noises");
+    noises.sort();
+    assert_eq!(noises, [1, 2], "{line}");
     let _ = std::fs::remove_dir_all(dir);
 }
 

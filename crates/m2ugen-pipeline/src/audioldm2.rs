@@ -10,8 +10,9 @@
 //! From a request to audio: [`Audioldm2Tokenizers`] turns the prompt and the negative prompt
 //! into CLAP's and T5's ids as `encode_prompt` does, and [`make_audioldm2`] (text and caption
 //! modes) or [`make_audioldm2_embedding`] (M2UGen's projector states) runs the rest. Several
-//! waveforms per prompt come back in the order of their noise; CLAP's audio branch, which
-//! `diffusers` uses to rank them, is not run.
+//! waveforms per prompt come back in the order of their noise (what a share link's "waveform n
+//! of N" counts); [`clap_scores`] scores them against the text with CLAP's audio branch, as
+//! `diffusers` ranks them (`score_waveforms`), when the model has it.
 
 use crate::diffusion::{guide, Ddim};
 use crate::generate::Cancel;
@@ -19,7 +20,9 @@ use crate::{Error, Result};
 use m2ugen_core::config::audioldm2::Audioldm2Config;
 use m2ugen_core::rng::Rng;
 use m2ugen_gpu::{Gpu, GpuTensor, Recorder};
+use m2ugen_media::clap_mel::{clap_mel, stretch_frames, ClapMelSettings};
 use m2ugen_models::audioldm2_text::{Prompts, TextConditioning, TextEncoders};
+use m2ugen_models::clap_audio::ClapAudio;
 use m2ugen_models::hifigan::Hifigan;
 use m2ugen_models::unet::{Unet, UnetConditioning};
 use m2ugen_models::vae::VaeDecoder;
@@ -31,6 +34,9 @@ pub const PREFIX: &str = "audioldm2";
 pub const MAX_SECONDS: f32 = 60.0;
 /// Most waveforms per prompt.
 pub const MAX_WAVEFORMS: usize = 8;
+/// Spectrogram channels of CLAP's feature extractor in its fusion form (the clip's spectrogram
+/// four times when it fits the window): what AudioLDM 2's CLAP reads, and the form implemented.
+pub const CLAP_CHANNELS: usize = 4;
 
 /// AudioLDM 2, loaded.
 pub struct Audioldm2 {
@@ -38,6 +44,9 @@ pub struct Audioldm2 {
     pub config: Audioldm2Config,
     /// CLAP, T5, the projection and GPT-2 (absent when only M2UGen's projector conditions).
     pub text: Option<TextEncoders>,
+    /// CLAP's audio branch, which scores waveforms against their text (absent when the model
+    /// has none, or one this port does not run: see [`Audioldm2::build`]).
+    pub clap_audio: Option<ClapAudio>,
     /// The denoiser.
     pub unet: Unet,
     /// Latents to a mel spectrogram.
@@ -127,10 +136,21 @@ impl Audioldm2 {
         config.check()?;
         let gpt2 = format!("{PREFIX}.gpt2.");
         let text = if store.names().any(|n| n.starts_with(&gpt2)) { Some(TextEncoders::load(gpu, store, PREFIX, &config)?) } else { None };
+        // CLAP's audio branch, with the text side, when its weights were loaded (for ranking)
+        // and its feature extractor is the one implemented (fusion: four spectrogram channels).
+        let clap = format!("{PREFIX}.clap");
+        let clap_audio = if text.is_some() && store.has(&format!("{clap}.audio_model.audio_encoder.patch_embed.proj.weight")) {
+            match config.clap.audio(&format!("{clap}.config"))? {
+                Some(audio) if audio.patch_embed_input_channels == CLAP_CHANNELS => Some(ClapAudio::load(gpu, store, &clap, &audio)?),
+                _ => None,
+            }
+        } else {
+            None
+        };
         let unet = Unet::load(gpu, store, &format!("{PREFIX}.unet"), &config.unet)?;
         let vae = VaeDecoder::load(gpu, store, &format!("{PREFIX}.vae"), &config.vae)?;
         let vocoder = Hifigan::load(gpu, store, &format!("{PREFIX}.vocoder"), &config.vocoder)?;
-        Ok(Audioldm2 { config, text, unet, vae, vocoder, dtype: store.dtype() })
+        Ok(Audioldm2 { config, text, clap_audio, unet, vae, vocoder, dtype: store.dtype() })
     }
 
     /// Samples per second of the audio.
@@ -471,8 +491,8 @@ impl Audioldm2Request {
 /// `request.settings.waveforms` waveforms of `request.prompt` through the text side (CLAP, T5,
 /// the projection, GPT-2), with the negative prompt's rows under guidance, each
 /// [`Geometry::samples`] long at [`Audioldm2::sampling_rate`] (16 kHz). The waveforms come in
-/// the order of their noise (from `settings.seed`), **not ranked**: `diffusers` orders several
-/// waveforms by CLAP's audio-text score, and CLAP's audio branch is not run here.
+/// the order of their noise (from `settings.seed`); [`clap_scores`] ranks them as `diffusers`
+/// does.
 /// `on_step(done, of)` after each denoising step; `cancel` stops between steps (an error
 /// saying "stopped").
 pub async fn make_audioldm2(gpu: &Gpu, model: &Audioldm2, tokenizers: &Audioldm2Tokenizers, request: &Audioldm2Request, on_step: impl FnMut(usize, usize), cancel: Option<&Cancel>) -> Result<Vec<Vec<f32>>> {
@@ -523,6 +543,64 @@ pub async fn make_audioldm2_embedding(
     model.make(gpu, &cond, &g, settings, on_step, cancel).await
 }
 
+/// CLAP's feature extractor for `audio`: `ClapFeatureExtractor` as AudioLDM 2's pipeline
+/// configures it (48 kHz, 1024-sample frames every 480, 50 Hz to 14 kHz), its 10-s window cut to
+/// what the model's width holds (a spectrogram of [`ClapAudioConfig::frames`] frames at most).
+///
+/// [`ClapAudioConfig::frames`]: m2ugen_core::config::audioldm2::ClapAudioConfig::frames
+pub fn clap_mel_settings(audio: &m2ugen_core::config::audioldm2::ClapAudioConfig) -> ClapMelSettings {
+    let mut s = ClapMelSettings::audioldm2();
+    s.mel_bins = audio.num_mel_bins;
+    s.max_samples = s.max_samples.min(audio.frames().saturating_sub(1) * s.hop);
+    s
+}
+
+/// CLAP's audio-text score of each of `waveforms` (this model's audio, 16 kHz) against `text`,
+/// as `diffusers`' `score_waveforms` ranks several waveforms of one prompt: the cosine of the
+/// normalised text and audio embeddings (the reference's logits without `logit_scale`, which
+/// does not change the order). `None` when the model has no audio branch it can run.
+///
+/// Each waveform is resampled to 48 kHz (by this crate's band-limited resampler; the reference
+/// uses librosa's), and its first window goes through the feature extractor (a longer clip:
+/// the reference crops three windows at random, which would make the order vary from run to
+/// run), stretched to the model's frames and embedded.
+pub async fn clap_scores(gpu: &Gpu, model: &Audioldm2, tokenizers: &Audioldm2Tokenizers, text: &str, waveforms: &[Vec<f32>]) -> Result<Option<Vec<f32>>> {
+    let (Some(audio), Some(encoders)) = (&model.clap_audio, &model.text) else { return Ok(None) };
+    if waveforms.is_empty() {
+        return Ok(Some(Vec::new()));
+    }
+    let c = audio.config();
+    let settings = clap_mel_settings(c);
+    let (bins, frames) = (c.num_mel_bins, c.frames());
+    let ids = tokenizers.clap_ids(text)?;
+    let mut rec = Recorder::new(gpu);
+    let text_embed = encoders.clap.forward(&mut rec, &ids, &vec![true; ids.len()], 1, ids.len())?;
+    let mut embeds = Vec::with_capacity(waveforms.len());
+    for (w, samples) in waveforms.iter().enumerate() {
+        let at_48k = m2ugen_media::resample::resample(samples, model.sampling_rate() as u32, settings.sampling_rate);
+        let mel = clap_mel(&at_48k, &settings);
+        if mel.is_empty() {
+            return Err(Error::Unsupported(format!("waveform {} is empty: CLAP cannot score it", w + 1)));
+        }
+        let stretched = stretch_frames(&mel, CLAP_CHANNELS, mel.len() / (CLAP_CHANNELS * bins), bins, frames);
+        let features = rec.upload("clap spectrogram", &[CLAP_CHANNELS, frames, bins], model.dtype, &stretched)?;
+        embeds.push(audio.embed(&mut rec, &features)?);
+    }
+    let refs: Vec<&GpuTensor> = embeds.iter().collect();
+    let audio_embeds = rec.concat(&refs, 0)?;
+    rec.submit()?;
+    let t = gpu.read(&text_embed).await?;
+    let a = gpu.read(&audio_embeds).await?;
+    Ok(Some(a.chunks(t.len()).map(|row| row.iter().zip(&t).map(|(x, y)| x * y).sum()).collect()))
+}
+
+/// The order of `scores`, best first (ties keep the noise order).
+pub fn ranked(scores: &[f32]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
+    order
+}
+
 impl Audioldm2 {
     /// [`Audioldm2::geometry`], refused when `seconds` make no latent row.
     fn checked_geometry(&self, seconds: f32) -> Result<Geometry> {
@@ -538,5 +616,27 @@ impl Audioldm2 {
         let latents = self.noise(s.seed, s.waveforms, g);
         let latents = self.denoise(gpu, cond, latents, g, s, on_step, cancel).await?;
         self.decode(gpu, &latents, g).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{clap_mel_settings, ranked};
+    use m2ugen_core::config::audioldm2::ClapAudioConfig;
+
+    #[test]
+    fn ranking_is_best_first_and_ties_keep_the_noise_order() {
+        assert_eq!(ranked(&[0.1, 0.7, -0.2, 0.7]), vec![1, 3, 0, 2]);
+        assert!(ranked(&[]).is_empty());
+    }
+
+    #[test]
+    fn the_feature_extractor_window_fits_the_model() {
+        // HTSAT-tiny reads 1024 frames: the reference's 10 s (1001 frames) fit.
+        let s = clap_mel_settings(&ClapAudioConfig::htsat_tiny());
+        assert_eq!((s.max_samples, s.frames()), (480_000, 1001));
+        // The fixture's 64 frames: 63 hops of 480 samples.
+        let s = clap_mel_settings(&ClapAudioConfig::tiny());
+        assert_eq!((s.max_samples, s.frames()), (30_240, 64));
     }
 }

@@ -133,15 +133,18 @@ pub fn audioldm2_config(manifest: &Manifest) -> Result<m2ugen_core::config::audi
 }
 
 /// Loads AudioLDM 2 (of `audioldm2.*`, what makes audio: the UNet, the VAE's decoder,
-/// HiFi-GAN, and CLAP's text branch, T5, the projection and GPT-2 when the model has them) of the model at `fetcher`, with CLAP's and T5's tokenizers when the
-/// manifest has both (`clap_tokenizer`, `text_tokenizer`) and the model its text side. The
-/// tokenizers are read and checked first, before any tensor is fetched. `on_event` receives
-/// progress.
+/// HiFi-GAN, and CLAP's text branch, T5, the projection and GPT-2 when the model has them) of
+/// the model at `fetcher`, with CLAP's and T5's tokenizers when the manifest has both
+/// (`clap_tokenizer`, `text_tokenizer`) and the model its text side. With `ranking`, CLAP's
+/// audio branch too, when the model has one this port runs (it only scores several waveforms
+/// of one text: [`crate::audioldm2::clap_scores`]). The tokenizers are read and checked first,
+/// before any tensor is fetched. `on_event` receives progress.
 pub async fn load_audioldm2<F: Fetcher>(
     gpu: &Gpu,
     dtype: DType,
     fetcher: &F,
     manifest: &Manifest,
+    ranking: bool,
     options: &LoadOptions<'_>,
     on_event: impl FnMut(Event),
 ) -> Result<(crate::audioldm2::Audioldm2, Option<crate::audioldm2::Audioldm2Tokenizers>), LoadError> {
@@ -156,8 +159,13 @@ pub async fn load_audioldm2<F: Fetcher>(
         }
         _ => None,
     };
-    // What the models take: not the VAE's encoder, nor CLAP's audio branch (kept for ranking).
-    let text: std::collections::HashSet<String> = if has_text { m2ugen_models::audioldm2_text::TextEncoders::tensors(p, &config).into_iter().map(|(n, _)| n).collect() } else { Default::default() };
+    // What the models take: not the VAE's encoder, nor CLAP's audio branch unless ranking.
+    let mut text: std::collections::HashSet<String> = if has_text { m2ugen_models::audioldm2_text::TextEncoders::tensors(p, &config).into_iter().map(|(n, _)| n).collect() } else { Default::default() };
+    let clap = format!("{p}.clap");
+    let audio = if ranking && has_text { config.clap.audio(&format!("{clap}.config"))? } else { None };
+    if let Some(audio) = audio.filter(|a| a.patch_embed_input_channels == crate::audioldm2::CLAP_CHANNELS) {
+        text.extend(m2ugen_models::clap_audio::ClapAudio::tensors(&clap, &audio).into_iter().map(|(n, _)| n));
+    }
     let (unet, vocoder, vae) = (format!("{p}.unet."), format!("{p}.vocoder."), format!("{p}.vae"));
     let wanted = |n: &str| n.starts_with(&unet) || n.starts_with(&vocoder) || m2ugen_models::vae::VaeDecoder::needs(&vae, n) || text.contains(n);
     let mut store = load_store(gpu, dtype, fetcher, manifest, wanted, options, on_event).await?;
