@@ -99,11 +99,19 @@ pub async fn check_clap_audio(gpu: &Gpu, elem: Elem, store: &mut Store, config: 
         let from_wave = stretch_frames(&mel, channels, shape[1], bins, frames);
         let mut rec = Recorder::new(gpu);
         let x = rec.upload("reference spectrogram", &[channels, frames, bins], dtype, &stretched)?;
+        let image = model.image(&mut rec, &x)?;
         let pooled = model.pooled(&mut rec, &x)?;
         let embed = model.embed(&mut rec, &x)?;
         let x = rec.upload("our spectrogram", &[channels, frames, bins], dtype, &from_wave)?;
         let chain = model.embed(&mut rec, &x)?;
         rec.submit()?;
+        // What the patch embedding sees: ours channels-last, the reference's channels first.
+        let (reference_image, image_shape) = io.f32(&format!("out.image.{i}"))?;
+        let (height, width) = (image_shape[1], image_shape[2]);
+        ensure!(image.shape() == [1, height, width, channels], "the image has shape {:?}, the reference's {image_shape:?}", image.shape());
+        let ours_image = gpu.read(&image).await?;
+        let ours_image: Vec<f32> = (0..channels).flat_map(|c| (0..height * width).map(move |p| (c, p))).map(|(c, p)| ours_image[p * channels + c]).collect();
+        close(&format!("{elem:?} out.image.{i}"), &ours_image, &reference_image, tol(elem, false))?;
         close(&format!("{elem:?} out.pooled.{i}"), &gpu.read(&pooled).await?, &io.f32(&format!("out.pooled.{i}"))?.0, tol(elem, false))?;
         let reference = &embeds[i * dim..(i + 1) * dim];
         close(&format!("{elem:?} out.audio_embeds[{i}]"), &gpu.read(&embed).await?, reference, tol(elem, false))?;

@@ -14,7 +14,7 @@ use crate::understand::{input, ModelMedia, SamplingArgs};
 use m2ugen_core::DType;
 use m2ugen_gpu::Gpu;
 use m2ugen_media::Limits;
-use m2ugen_pipeline::audioldm2::{clap_scores, make_audioldm2, make_audioldm2_embedding, ranked, Audioldm2Request, DiffusionSettings, DEFAULT_NEGATIVE};
+use m2ugen_pipeline::audioldm2::{clap_audio_support, clap_scores, make_audioldm2, make_audioldm2_embedding, ranked, Audioldm2Request, DiffusionSettings, DEFAULT_NEGATIVE};
 use m2ugen_pipeline::chat::Conversation;
 use m2ugen_pipeline::generate::Cancel;
 use m2ugen_pipeline::load::Understanding;
@@ -313,7 +313,7 @@ async fn audioldm2(gpu: &Gpu, args: &GenerateArgs, manifest: &Manifest, mode: Mo
     let fetcher = DirFetcher(args.input.model.clone());
     let clock = m2ugen_gpu::now_ms;
     let options = LoadOptions { in_flight: 4, max_resumes: 3, clock: &clock, cache: None };
-    let (model, tokenizers) = m2ugen_pipeline::load::load_audioldm2(gpu, dtype, &fetcher, manifest, settings.waveforms > 1, &options, |_| {}).await.map_err(|e| args.model_error(e))?;
+    let (model, tokenizers) = m2ugen_pipeline::load::load_audioldm2(gpu, dtype, &fetcher, manifest, settings.waveforms > 1 && mode != Mode::Embedding, &options, |_| {}).await.map_err(|e| args.model_error(e))?;
     let negative = args.negative_prompt.clone().unwrap_or_else(|| DEFAULT_NEGATIVE.into());
     let mut progress = StepProgress::new();
     let on_step = |done, of| progress.show(done, of);
@@ -363,9 +363,18 @@ async fn rank_waveforms(gpu: &Gpu, model: &m2ugen_pipeline::audioldm2::Audioldm2
         eprintln!("note: the {n} waveforms are in the order of their noise, not ranked (in embedding mode there is no text to score them against, as in the reference)");
         return Ok(audio);
     };
-    let Some(scores) = clap_scores(gpu, model, tokenizers, &text, &audio).await.map_err(music_error)? else {
-        eprintln!("note: the {n} waveforms are in the order of their noise, not ranked (this model has no CLAP audio branch to score them with)");
-        return Ok(audio);
+    let scores = match clap_scores(gpu, model, tokenizers, &text, &audio).await {
+        Ok(Some(scores)) => scores,
+        Ok(None) => {
+            let why = clap_audio_support(&model.config).err().unwrap_or_else(|| "CLAP's audio branch did not load".into());
+            eprintln!("note: the {n} waveforms are in the order of their noise, not ranked ({why})");
+            return Ok(audio);
+        }
+        // The waveforms are made: a failure to score them keeps them, unranked.
+        Err(e) => {
+            eprintln!("note: the {n} waveforms are in the order of their noise, not ranked (scoring them failed: {e})");
+            return Ok(audio);
+        }
     };
     let order = ranked(&scores);
     let listed: Vec<String> = order.iter().map(|&w| format!("{:.4} (noise {})", scores[w], w + 1)).collect();

@@ -225,6 +225,24 @@ fn audioldm2_makes_16_khz_audio_from_text_the_same_for_a_seed() {
 }
 
 #[test]
+fn a_clap_audio_branch_this_port_cannot_run_leaves_waveforms_unranked() {
+    // The fixture pipeline with its CLAP marked fused (the fused audio model is not
+    // implemented): it converts and loads, and several waveforms come unranked, with why.
+    let dir = scratch("generate-fused-clap");
+    let pipeline = audioldm2_dir(&dir, true, &[]);
+    let config_path = pipeline.join("text_encoder/config.json");
+    let mut config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&config_path).unwrap()).unwrap();
+    config["audio_config"]["enable_fusion"] = serde_json::Value::Bool(true);
+    std::fs::write(&config_path, serde_json::to_string(&config).unwrap()).unwrap();
+    let model = convert(&[os("--diffusers"), os(&format!("audioldm2={}", pipeline.display()))], dir.join("model"));
+    let (_, _, stderr) = generate_audioldm2(&model, &dir, "two.wav", &["--waveforms", "2", "calm jazz piano"]);
+    let note = stderr.lines().find(|l| l.contains("not ranked")).unwrap_or_else(|| panic!("no note: {stderr}"));
+    assert!(note.contains("not one this port runs") && note.contains("enable_fusion"), "{note}");
+    audioldm2_wav(&dir.join("two-2.wav"));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
 fn a_model_with_both_decoders_makes_music_with_the_one_asked_for() {
     let dir = scratch("generate-both");
     // The bundled model: MusicGen (T5 32 wide, the projector's width) and AudioLDM 2 (4224).

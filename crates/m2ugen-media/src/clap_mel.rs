@@ -7,8 +7,8 @@
 //! The spectrogram is computed in `f64` and rounded to `f32` where the reference rounds (the
 //! FFT's output, kept in complex64 there, and the result in dB): given the same samples it
 //! equals transformers' to the bit in the cases tested. The one departure from the reference: a
-//! clip longer than the window is cut to its first window, where `ClapFeatureExtractor` would
-//! stack random crops.
+//! clip longer than the window is fused from crops at fixed starts, where `ClapFeatureExtractor`
+//! draws them at random.
 
 use realfft::RealFftPlanner;
 
@@ -63,13 +63,15 @@ impl ClapMelSettings {
 /// "fusion" and padding "repeatpad": shape `(4, frames, mel_bins)` row-major, with
 /// `frames` = [`ClapMelSettings::frames`], in dB.
 ///
-/// A clip shorter than `max_samples` is repeated `floor(max_samples / len)` times and padded
-/// with zeros to `max_samples`; a longer one is cut to its first `max_samples` samples (the
-/// reference takes random crops there, which would make the result differ from run to run).
+/// A clip of at most `max_samples` is repeated `floor(max_samples / len)` times and padded with
+/// zeros to `max_samples`, and its spectrogram stacked four times. A longer one is fused as the
+/// reference fuses it: its whole spectrogram shrunk to `frames` (bilinear, `align_corners=False`)
+/// then three crops of `frames`, one from each third of the possible starts; where the reference
+/// draws each crop's start at random, this takes the first start of each third, so the same
+/// clip always gives the same features.
 /// The spectrogram uses a periodic Hann window, centred frames with reflect padding, the power
 /// spectrum, HTK-scale triangular mel filters without normalisation, a floor of 1e-10 and
-/// `10 log10`, so its values are at least -100 dB. The four channels are identical copies, as
-/// the reference stacks them for a clip that is not longer than the window.
+/// `10 log10`, so its values are at least -100 dB.
 ///
 /// An empty clip gives an empty `Vec`.
 pub fn clap_mel(samples: &[f32], settings: &ClapMelSettings) -> Vec<f32> {
@@ -78,13 +80,60 @@ pub fn clap_mel(samples: &[f32], settings: &ClapMelSettings) -> Vec<f32> {
     }
     let s = settings;
     debug_assert!(s.fft_size >= 2 && s.hop >= 1 && s.mel_bins >= 1 && s.max_samples >= 1, "{s:?}");
-    let waveform = repeat_pad(samples, s.max_samples);
-    let frames = s.frames();
+    if samples.len() <= s.max_samples {
+        return log_mel(&repeat_pad(samples, s.max_samples), s).repeat(4);
+    }
+    let whole: Vec<f64> = samples.iter().map(|&x| f64::from(x)).collect();
+    let mel = log_mel(&whole, s);
+    let (bins, chunk) = (s.mel_bins, s.frames());
+    let total = mel.len() / bins;
+    if total <= chunk {
+        return mel[..chunk.min(total) * bins].repeat(4);
+    }
+    let mut out = shrink_frames(&mel, total, bins, chunk);
+    for start in third_starts(total - chunk + 1) {
+        out.extend_from_slice(&mel[start * bins..(start + chunk) * bins]);
+    }
+    out
+}
+
+/// The first of each third of `n` crop starts, split as numpy's `array_split(range(n), 3)`
+/// splits them (the first `n % 3` parts one longer); an empty third (fewer than 3 starts)
+/// starts at 0, as the reference replaces it with `[0]`.
+fn third_starts(n: usize) -> [usize; 3] {
+    let sizes: [usize; 3] = std::array::from_fn(|i| n / 3 + usize::from(i < n % 3));
+    [0, if sizes[1] > 0 { sizes[0] } else { 0 }, if sizes[2] > 0 { sizes[0] + sizes[1] } else { 0 }]
+}
+
+/// PyTorch's bilinear interpolation with `align_corners=False` along the frame axis of a
+/// `(frames, bins)` spectrogram to `out_frames` frames, in `f32` as PyTorch computes it for an
+/// `f32` tensor (the frequency axis keeps its size, where its weights are the identity).
+fn shrink_frames(mel: &[f32], frames: usize, bins: usize, out_frames: usize) -> Vec<f32> {
+    let scale = frames as f32 / out_frames as f32;
+    let mut out = Vec::with_capacity(out_frames * bins);
+    for o in 0..out_frames {
+        let source = (scale * (o as f32 + 0.5) - 0.5).max(0.0);
+        let i0 = source as usize;
+        let i1 = if i0 + 1 < frames { i0 + 1 } else { i0 };
+        let l1 = source - i0 as f32;
+        let l0 = 1.0 - l1;
+        out.extend((0..bins).map(|b| l0 * mel[i0 * bins + b] + l1 * mel[i1 * bins + b]));
+    }
+    out
+}
+
+/// The log-mel spectrogram `(frames, mel_bins)` of a waveform, every frame centred on a
+/// multiple of the hop (`1 + len / hop` frames for an even FFT size).
+fn log_mel(waveform: &[f64], s: &ClapMelSettings) -> Vec<f32> {
     let fft_size = s.fft_size;
     let half = fft_size / 2;
+    let padded = waveform.len() + 2 * half;
+    if padded < fft_size {
+        return Vec::new();
+    }
+    let frames = 1 + (padded - fft_size) / s.hop;
     let window = periodic_hann(fft_size);
     let filters = mel_filters(fft_size / 2 + 1, s.mel_bins, s.min_hz, s.max_hz, s.sampling_rate);
-
     let fft = RealFftPlanner::<f64>::new().plan_fft_forward(fft_size);
     let mut input = fft.make_input_vec();
     let mut spectrum = fft.make_output_vec();
@@ -111,7 +160,7 @@ pub fn clap_mel(samples: &[f32], settings: &ClapMelSettings) -> Vec<f32> {
             mel[frame * s.mel_bins + m] = (10.0 * energy.max(1e-10).log10()) as f32;
         }
     }
-    mel.repeat(4)
+    mel
 }
 
 /// "repeatpad": the clip tiled `floor(len_out / len)` times then zero-padded to `len_out`, or
@@ -246,6 +295,23 @@ pub fn stretch_frames(mel: &[f32], channels: usize, frames: usize, bins: usize, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn crops_start_at_the_first_of_each_third() {
+        // numpy's array_split of range(n) into 3: 109 starts as 37, 36, 36; 4 as 2, 1, 1; fewer
+        // than 3 leave empty thirds, which start at 0.
+        assert_eq!(third_starts(109), [0, 37, 73]);
+        assert_eq!(third_starts(4), [0, 2, 3]);
+        assert_eq!(third_starts(2), [0, 1, 0]);
+        assert_eq!(third_starts(1), [0, 0, 0]);
+    }
+
+    #[test]
+    fn shrinking_by_two_averages_pairs() {
+        // Bilinear, align_corners=False, 4 frames to 2: sources 0.5 and 2.5, the means of pairs.
+        let mel = [0.0, 10.0, 2.0, 20.0, 4.0, 40.0, 8.0, 80.0];
+        assert_eq!(shrink_frames(&mel, 4, 2, 2), vec![1.0, 15.0, 6.0, 60.0]);
+    }
 
     #[test]
     fn reflect_matches_numpy() {

@@ -125,7 +125,10 @@ impl Mert {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(Mert { config: config.clone(), convs, projection_norm, projection, pos_conv, encoder_norm, layers, feature_act: Unary::of(c.feat_extract_activation), chunk_rows: FEATURE_CHUNK_ROWS })
+        let mut mert = Mert { config: config.clone(), convs, projection_norm, projection, pos_conv, encoder_norm, layers, feature_act: Unary::of(c.feat_extract_activation), chunk_rows: FEATURE_CHUNK_ROWS };
+        // At least one frame per chunk, whatever the kernels.
+        mert.chunk_rows = mert.chunk_rows.max(mert.rows_for_frames(1));
+        Ok(mert)
     }
 
     /// Every tensor [`Mert::load`] takes under `prefix`, with its shape (for random weights in

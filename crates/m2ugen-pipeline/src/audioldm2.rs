@@ -139,13 +139,10 @@ impl Audioldm2 {
         // CLAP's audio branch, with the text side, when its weights were loaded (for ranking)
         // and its feature extractor is the one implemented (fusion: four spectrogram channels).
         let clap = format!("{PREFIX}.clap");
-        let clap_audio = if text.is_some() && store.has(&format!("{clap}.audio_model.audio_encoder.patch_embed.proj.weight")) {
-            match config.clap.audio(&format!("{clap}.config"))? {
-                Some(audio) if audio.patch_embed_input_channels == CLAP_CHANNELS => Some(ClapAudio::load(gpu, store, &clap, &audio)?),
-                _ => None,
-            }
-        } else {
-            None
+        let loaded = text.is_some() && store.has(&format!("{clap}.audio_model.audio_encoder.patch_embed.proj.weight"));
+        let clap_audio = match clap_audio_support(&config) {
+            Ok(audio) if loaded => Some(ClapAudio::load(gpu, store, &clap, &audio)?),
+            _ => None,
         };
         let unet = Unet::load(gpu, store, &format!("{PREFIX}.unet"), &config.unet)?;
         let vae = VaeDecoder::load(gpu, store, &format!("{PREFIX}.vae"), &config.vae)?;
@@ -543,6 +540,21 @@ pub async fn make_audioldm2_embedding(
     model.make(gpu, &cond, &g, settings, on_step, cancel).await
 }
 
+/// CLAP's audio branch's configuration when this port can rank waveforms with it, or why not
+/// (a clause for a note: no branch, a branch `ClapAudioConfig::check` refuses, or a feature
+/// extractor other than the fusion form). A branch that cannot run leaves the waveforms
+/// unranked; it never stops AudioLDM 2 from loading.
+pub fn clap_audio_support(config: &Audioldm2Config) -> std::result::Result<m2ugen_core::config::audioldm2::ClapAudioConfig, String> {
+    match config.clap.audio(&format!("{PREFIX}.clap.config")) {
+        Ok(None) => Err("this model has no CLAP audio branch to score them with".into()),
+        Err(e) => Err(format!("this model's CLAP audio branch is not one this port runs: {e}")),
+        Ok(Some(a)) if a.patch_embed_input_channels != CLAP_CHANNELS => {
+            Err(format!("this model's CLAP audio branch reads {} spectrogram channels, and only the feature extractor's fusion form ({CLAP_CHANNELS}) is implemented", a.patch_embed_input_channels))
+        }
+        Ok(Some(a)) => Ok(a),
+    }
+}
+
 /// CLAP's feature extractor for `audio`: `ClapFeatureExtractor` as AudioLDM 2's pipeline
 /// configures it (48 kHz, 1024-sample frames every 480, 50 Hz to 14 kHz), its 10-s window cut to
 /// what the model's width holds (a spectrogram of [`ClapAudioConfig::frames`] frames at most).
@@ -560,10 +572,10 @@ pub fn clap_mel_settings(audio: &m2ugen_core::config::audioldm2::ClapAudioConfig
 /// normalised text and audio embeddings (the reference's logits without `logit_scale`, which
 /// does not change the order). `None` when the model has no audio branch it can run.
 ///
-/// Each waveform is resampled to 48 kHz (by this crate's band-limited resampler; the reference
-/// uses librosa's), and its first window goes through the feature extractor (a longer clip:
-/// the reference crops three windows at random, which would make the order vary from run to
-/// run), stretched to the model's frames and embedded.
+/// Each waveform is resampled to 48 kHz (by the band-limited resampler of `m2ugen_media`; the
+/// reference uses librosa's), goes through the feature extractor ([`clap_mel`]: a waveform
+/// longer than the window is fused from crops at fixed starts, where the reference draws them at
+/// random), is stretched to the model's frames and embedded.
 pub async fn clap_scores(gpu: &Gpu, model: &Audioldm2, tokenizers: &Audioldm2Tokenizers, text: &str, waveforms: &[Vec<f32>]) -> Result<Option<Vec<f32>>> {
     let (Some(audio), Some(encoders)) = (&model.clap_audio, &model.text) else { return Ok(None) };
     if waveforms.is_empty() {
@@ -594,10 +606,12 @@ pub async fn clap_scores(gpu: &Gpu, model: &Audioldm2, tokenizers: &Audioldm2Tok
     Ok(Some(a.chunks(t.len()).map(|row| row.iter().zip(&t).map(|(x, y)| x * y).sum()).collect()))
 }
 
-/// The order of `scores`, best first (ties keep the noise order).
+/// The order of `scores`, best first (ties keep the noise order; a score that is not a number
+/// comes last).
 pub fn ranked(scores: &[f32]) -> Vec<usize> {
+    let key = |i: usize| if scores[i].is_nan() { f32::NEG_INFINITY } else { scores[i] };
     let mut order: Vec<usize> = (0..scores.len()).collect();
-    order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
+    order.sort_by(|&a, &b| key(b).total_cmp(&key(a)));
     order
 }
 
@@ -627,6 +641,7 @@ mod tests {
     #[test]
     fn ranking_is_best_first_and_ties_keep_the_noise_order() {
         assert_eq!(ranked(&[0.1, 0.7, -0.2, 0.7]), vec![1, 3, 0, 2]);
+        assert_eq!(ranked(&[f32::NAN, -0.5, 0.2]), vec![2, 1, 0]);
         assert!(ranked(&[]).is_empty());
     }
 

@@ -162,8 +162,9 @@ pub async fn load_audioldm2<F: Fetcher>(
     // What the models take: not the VAE's encoder, nor CLAP's audio branch unless ranking.
     let mut text: std::collections::HashSet<String> = if has_text { m2ugen_models::audioldm2_text::TextEncoders::tensors(p, &config).into_iter().map(|(n, _)| n).collect() } else { Default::default() };
     let clap = format!("{p}.clap");
-    let audio = if ranking && has_text { config.clap.audio(&format!("{clap}.config"))? } else { None };
-    if let Some(audio) = audio.filter(|a| a.patch_embed_input_channels == crate::audioldm2::CLAP_CHANNELS) {
+    // A branch this port cannot run leaves the waveforms unranked (clap_audio_support says why).
+    let audio = if ranking && has_text { crate::audioldm2::clap_audio_support(&config).ok() } else { None };
+    if let Some(audio) = audio {
         text.extend(m2ugen_models::clap_audio::ClapAudio::tensors(&clap, &audio).into_iter().map(|(n, _)| n));
     }
     let (unet, vocoder, vae) = (format!("{p}.unet."), format!("{p}.vocoder."), format!("{p}.vae"));

@@ -1,5 +1,7 @@
 """Makes the CLAP audio-branch fixture: a tiny random ClapModel (AudioLDM 2's CLAP, HTSAT
-unfused, at the AudioLDM 2 fixture's geometry) and what transformers computes with it.
+unfused; its text branch at the AudioLDM 2 fixture's geometry, its audio branch small but with
+what the published one has: four stages, the last one a single unshifted window, and a
+spectrogram folded in two time segments) and what transformers computes with it.
 
     python make_fixture.py [--seed N] [--out DIR]
 
@@ -8,9 +10,11 @@ CLAP, `text_encoder/config.json` and `text_encoder/model.safetensors`, and `io.s
 
   in.waveform_48k.{i}          three mono clips at 48 kHz: a chord shorter than the window
                                (padded by repetition), noise exactly the window, and a longer
-                               sweep (of which the feature extractor is given the first window)
-  meta.max_length              samples per window given to the feature extractor (it pads or
-                               cuts to this; less than the model's width, so the spectrogram is
+                               sweep (the fusion of the whole spectrogram, shrunk, and three
+                               crops; the crops' random starts are taken as the first of each
+                               third, as the port takes them)
+  meta.max_length              samples per window given to the feature extractor (it pads to
+                               this; less than the model's width, so the spectrogram is
                                stretched to it by bicubic interpolation)
   out.input_features.{i}       ClapFeatureExtractor (truncation "fusion", padding "repeatpad"):
                                (4, frames, 64) log-mel in dB
@@ -39,8 +43,8 @@ rng = np.random.default_rng(args.seed)
 text_config = dict(vocab_size=300, hidden_size=24, num_hidden_layers=2, num_attention_heads=2, intermediate_size=40,
                    max_position_embeddings=80, type_vocab_size=1, layer_norm_eps=1e-12, pad_token_id=1,
                    projection_dim=16, hidden_act="gelu", projection_hidden_act="relu")
-audio_config = dict(depths=[2, 2], num_attention_heads=[2, 2], hidden_size=64, patch_embeds_hidden_size=32,
-                    window_size=4, spec_size=64, num_mel_bins=64, patch_size=2, patch_stride=2,
+audio_config = dict(depths=[2, 2, 2, 2], num_attention_heads=[2, 2, 2, 2], hidden_size=128, patch_embeds_hidden_size=16,
+                    window_size=4, spec_size=128, num_mel_bins=64, patch_size=4, patch_stride=4,
                     patch_embed_input_channels=4, enable_fusion=False, enable_patch_layer_norm=True,
                     flatten_patch_embeds=True, projection_dim=16, mlp_ratio=4.0, qkv_bias=True,
                     hidden_act="gelu", layer_norm_eps=1e-5, hidden_dropout_prob=0.0)
@@ -50,10 +54,11 @@ with torch.no_grad():
     # Random statistics and affine terms for the BatchNorm (fresh ones are 0 and 1), and
     # visible relative position biases (fresh ones are zeros).
     bn = model.audio_model.audio_encoder.batch_norm
-    bn.running_mean.copy_(torch.randn(64) * 5 - 40)
-    bn.running_var.copy_(torch.rand(64) * 200 + 50)
-    bn.weight.copy_(torch.rand(64) + 0.5)
-    bn.bias.copy_(torch.randn(64) * 0.1)
+    bins = audio_config["num_mel_bins"]
+    bn.running_mean.copy_(torch.randn(bins) * 5 - 40)
+    bn.running_var.copy_(torch.rand(bins) * 200 + 50)
+    bn.weight.copy_(torch.rand(bins) + 0.5)
+    bn.bias.copy_(torch.randn(bins) * 0.1)
     for name, param in model.named_parameters():
         if name.endswith("relative_position_bias_table"):
             param.copy_(torch.randn_like(param) * 0.5)
@@ -63,23 +68,26 @@ os.makedirs(out_dir, exist_ok=True)
 model.save_pretrained(out_dir, safe_serialization=True)
 
 rate = 48_000
-max_length = 24_000  # 0.5 s: 51 frames, stretched to the model's 64
+max_length = 48_000  # 1 s: 101 frames, stretched to the model's 256
 t = lambda n: np.arange(n) / rate
 chord = 0.3 * np.sin(2 * np.pi * 440 * t(9_000)) + 0.2 * np.sin(2 * np.pi * 1250 * t(9_000))
 noise = rng.standard_normal(max_length) * 0.1
-n = 40_000
+n = 100_000
 sweep = 0.5 * np.sin(2 * np.pi * (100 * t(n) + 0.5 * (8000 - 100) / (n / rate) * t(n) ** 2))
 # Rounded to f32 as stored, so that the features are those of the stored clips.
 clips = [c.astype(np.float32).astype(np.float64) for c in (chord, noise, sweep)]
 
-fe = ClapFeatureExtractor(feature_size=64, sampling_rate=rate, hop_length=480, fft_window_size=1024,
+fe = ClapFeatureExtractor(feature_size=bins, sampling_rate=rate, hop_length=480, fft_window_size=1024,
                           frequency_min=50, frequency_max=14_000, truncation="fusion", padding="repeatpad")
 tensors = {"meta.max_length": torch.tensor([max_length], dtype=torch.int64)}
 features = []
 for i, clip in enumerate(clips):
     tensors[f"in.waveform_48k.{i}"] = torch.tensor(clip, dtype=torch.float32)
-    # The longer clip's first window (the feature extractor would crop at random).
-    f = fe(clip[:max_length], max_length=max_length, sampling_rate=rate, return_tensors="pt").input_features.float()
+    # A longer clip's three crops start at random; the first start of each third here.
+    choice = np.random.choice
+    np.random.choice = lambda starts: starts[0]
+    f = fe(clip, max_length=max_length, sampling_rate=rate, return_tensors="pt").input_features.float()
+    np.random.choice = choice
     features.append(f)
     tensors[f"out.input_features.{i}"] = f[0].contiguous()
 

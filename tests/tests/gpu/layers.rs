@@ -188,16 +188,15 @@ gpu_test!(async fn mert_feature_extractor_whole_and_in_chunks_matches_the_cpu(gp
             m2ugen_gpu::registry::Elem::F32 => Tol::of(elem),
             m2ugen_gpu::registry::Elem::F16 => Tol { atol: 1e-2, rtol: 1e-2 },
         };
-        for rows in [None, Some(100), Some(5)] {
+        // Chunks of 541 rows: every frame in one part, the first convolution's last row (read by
+        // no frame) only in the statistics.
+        for rows in [None, Some(541), Some(100), Some(5)] {
             if let Some(rows) = rows {
                 mert.set_chunk_rows(rows)?;
             }
             let mut rec = Recorder::new(gpu);
             let y = mert.features(&mut rec, &tw)?;
             rec.submit()?;
-            let got = gpu.read(&y).await?;
-            let d = got.iter().zip(&expected).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
-            println!("DEBUG {form} {rows:?} maxdiff {d} maxabs {}", expected.iter().fold(0f32, |m, v| m.max(v.abs())));
             anyhow::ensure!(y.shape() == [135, 16], "{form}, chunks of {rows:?} rows: shape {:?}", y.shape());
             assert_close(&format!("mert features, {form} form, chunks of {rows:?} rows"), &gpu.read(&y).await?, &expected, tol, &[135, 16])?;
         }

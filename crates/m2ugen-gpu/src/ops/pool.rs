@@ -24,7 +24,8 @@ impl Recorder<'_> {
     /// The squared deviations of the rows of each batch item of `x` from `center` `(cols)`,
     /// summed and scaled: `y[b, c] = scale · Σ_t (x[b, t, c] - center[c])²`, shape
     /// `(batch, cols)`. With the mean as center and `scale = 1 / N`, a variance over `N` rows
-    /// gathered chunk by chunk (sums in f32, whatever the dtype). Limits as [`Recorder::sum_rows`].
+    /// gathered chunk by chunk (each launch sums in f32; its result is stored in `x`'s dtype).
+    /// Limits as [`Recorder::sum_rows`].
     pub fn sum_squared_deviations(&mut self, x: &GpuTensor, center: &GpuTensor, scale: f32) -> Result<GpuTensor> {
         self.pool("sum_squared_deviations", x, None, None, Some(center), scale)
     }
