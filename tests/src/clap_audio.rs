@@ -101,7 +101,7 @@ pub async fn check_clap_audio(gpu: &Gpu, elem: Elem, store: &mut Store, config: 
         let x = rec.upload("reference spectrogram", &[channels, frames, bins], dtype, &stretched)?;
         let image = model.image(&mut rec, &x)?;
         let pooled = model.pooled(&mut rec, &x)?;
-        let embed = model.embed(&mut rec, &x)?;
+        let embed = model.project(&mut rec, &pooled)?;
         let x = rec.upload("our spectrogram", &[channels, frames, bins], dtype, &from_wave)?;
         let chain = model.embed(&mut rec, &x)?;
         rec.submit()?;

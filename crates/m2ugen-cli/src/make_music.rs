@@ -344,7 +344,7 @@ async fn audioldm2(gpu: &Gpu, args: &GenerateArgs, manifest: &Manifest, mode: Mo
         }
     }
     .map_err(music_error)?;
-    let audio = if audio.len() > 1 { rank_waveforms(gpu, &model, scored_text, audio).await? } else { audio };
+    let audio = if audio.len() > 1 { rank_waveforms(gpu, &model, scored_text, audio).await } else { audio };
     let rate = model.sampling_rate() as u32;
     for (w, samples) in audio.iter().enumerate() {
         let path = args.output_path(w);
@@ -357,30 +357,30 @@ async fn audioldm2(gpu: &Gpu, args: &GenerateArgs, manifest: &Manifest, mode: Mo
 /// Several waveforms of one text, best first by CLAP's audio-text score, as `diffusers` returns
 /// them, with a line giving the scores; in the order of their noise, with a note saying why,
 /// without a text (embedding mode, as the reference) or without CLAP's audio branch.
-async fn rank_waveforms(gpu: &Gpu, model: &m2ugen_pipeline::audioldm2::Audioldm2, text: Option<(&m2ugen_pipeline::audioldm2::Audioldm2Tokenizers, String)>, audio: Vec<Vec<f32>>) -> anyhow::Result<Vec<Vec<f32>>> {
+async fn rank_waveforms(gpu: &Gpu, model: &m2ugen_pipeline::audioldm2::Audioldm2, text: Option<(&m2ugen_pipeline::audioldm2::Audioldm2Tokenizers, String)>, audio: Vec<Vec<f32>>) -> Vec<Vec<f32>> {
     let n = audio.len();
     let Some((tokenizers, text)) = text else {
         eprintln!("note: the {n} waveforms are in the order of their noise, not ranked (in embedding mode there is no text to score them against, as in the reference)");
-        return Ok(audio);
+        return audio;
     };
     let scores = match clap_scores(gpu, model, tokenizers, &text, &audio).await {
         Ok(Some(scores)) => scores,
         Ok(None) => {
             let why = clap_audio_support(&model.config).err().unwrap_or_else(|| "CLAP's audio branch did not load".into());
             eprintln!("note: the {n} waveforms are in the order of their noise, not ranked ({why})");
-            return Ok(audio);
+            return audio;
         }
         // The waveforms are made: a failure to score them keeps them, unranked.
         Err(e) => {
             eprintln!("note: the {n} waveforms are in the order of their noise, not ranked (scoring them failed: {e})");
-            return Ok(audio);
+            return audio;
         }
     };
     let order = ranked(&scores);
     let listed: Vec<String> = order.iter().map(|&w| format!("{:.4} (noise {})", scores[w], w + 1)).collect();
     eprintln!("ranked by CLAP's audio-text score, best first: {}", listed.join(", "));
     let mut audio: Vec<Option<Vec<f32>>> = audio.into_iter().map(Some).collect();
-    Ok(order.iter().filter_map(|&w| audio[w].take()).collect())
+    order.iter().filter_map(|&w| audio[w].take()).collect()
 }
 
 /// A music error: the user's (a setting, or what the model cannot do: exit 2) or the work's.

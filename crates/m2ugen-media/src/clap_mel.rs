@@ -12,6 +12,10 @@
 
 use realfft::RealFftPlanner;
 
+/// Spectrogram channels [`clap_mel`] gives: the fusion form's four (copies, or the fused whole
+/// and three crops).
+pub const CHANNELS: usize = 4;
+
 /// The feature extractor's settings (`ClapFeatureExtractor`'s `sampling_rate`,
 /// `fft_window_size`, `hop_length`, `feature_size`, `frequency_min`, `frequency_max`, and the
 /// `max_length` it pads or cuts to).
@@ -81,14 +85,14 @@ pub fn clap_mel(samples: &[f32], settings: &ClapMelSettings) -> Vec<f32> {
     let s = settings;
     debug_assert!(s.fft_size >= 2 && s.hop >= 1 && s.mel_bins >= 1 && s.max_samples >= 1, "{s:?}");
     if samples.len() <= s.max_samples {
-        return log_mel(&repeat_pad(samples, s.max_samples), s).repeat(4);
+        return log_mel(&repeat_pad(samples, s.max_samples), s).repeat(CHANNELS);
     }
     let whole: Vec<f64> = samples.iter().map(|&x| f64::from(x)).collect();
     let mel = log_mel(&whole, s);
     let (bins, chunk) = (s.mel_bins, s.frames());
     let total = mel.len() / bins;
     if total <= chunk {
-        return mel[..chunk.min(total) * bins].repeat(4);
+        return mel[..chunk.min(total) * bins].repeat(CHANNELS);
     }
     let mut out = shrink_frames(&mel, total, bins, chunk);
     for start in third_starts(total - chunk + 1) {

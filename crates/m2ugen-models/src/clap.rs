@@ -26,6 +26,47 @@ pub const MASKED: f32 = -1e30;
 /// `F.normalize`'s epsilon, as `get_text_features` calls it.
 pub const NORMALIZE_EPS: f32 = 1e-12;
 
+/// CLAP's projection of either branch into the shared space (`text_projection` or
+/// `audio_projection`: `linear1`, the activation, `linear2`), then the L2 normalisation
+/// `get_text_features` / `get_audio_features` apply.
+pub struct ClapProjection {
+    linear1: Linear,
+    act: Unary,
+    linear2: Linear,
+    /// Ones, `(projection_dim)`: the L2 norm's per-column scale.
+    ones: GpuTensor,
+}
+
+impl ClapProjection {
+    /// `{name}.linear1` (`hidden` to `dim`) and `{name}.linear2` (`dim` to `dim`), with biases.
+    pub fn load(gpu: &Gpu, store: &Store, name: &str, hidden: usize, dim: usize, act: Unary) -> Result<ClapProjection> {
+        Ok(ClapProjection {
+            linear1: Linear::load(store, &format!("{name}.linear1"), dim, hidden, true)?,
+            act,
+            linear2: Linear::load(store, &format!("{name}.linear2"), dim, dim, true)?,
+            ones: gpu.upload(&format!("{name} normalise"), &[dim], store.dtype(), &vec![1.0; dim])?,
+        })
+    }
+
+    /// Its tensors `{name}.linear1|2.weight|bias`, with their shapes.
+    pub fn tensors(name: &str, hidden: usize, dim: usize) -> Vec<(String, Vec<usize>)> {
+        vec![
+            (format!("{name}.linear1.weight"), vec![dim, hidden]),
+            (format!("{name}.linear1.bias"), vec![dim]),
+            (format!("{name}.linear2.weight"), vec![dim, dim]),
+            (format!("{name}.linear2.bias"), vec![dim]),
+        ]
+    }
+
+    /// The normalised embeddings `(rows, dim)` of pooled states `x` `(rows, hidden)`.
+    pub fn forward(&self, rec: &mut Recorder, x: &GpuTensor) -> Result<GpuTensor> {
+        let x = self.linear1.forward(rec, x)?;
+        let x = rec.unary(self.act, &x)?;
+        let x = self.linear2.forward(rec, &x)?;
+        Ok(rec.l2_norm(&x, &self.ones, NORMALIZE_EPS)?)
+    }
+}
+
 struct Layer {
     /// query|key|value in one product.
     qkv: Linear,
@@ -47,10 +88,8 @@ pub struct ClapText {
     embed_norm: LayerNorm,
     layers: Vec<Layer>,
     pooler: Linear,
-    /// `text_projection`: `linear1` (hidden to projection), the activation, `linear2`.
-    projection: (Linear, Unary, Linear),
-    /// Ones, `(projection_dim)`: the L2 norm's per-column scale.
-    ones: GpuTensor,
+    /// `text_projection` and the normalisation.
+    projection: ClapProjection,
 }
 
 /// RoBERTa's position ids of one prompt's `ids`: `pad + 1 + (non-pad ids so far)` for a non-pad
@@ -109,7 +148,6 @@ impl ClapText {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let proj = format!("{prefix}.text_projection");
         Ok(ClapText {
             word: store.tensor(&format!("{e}.word_embeddings.weight"), &[t.vocab_size, d])?,
             position: store.tensor(&format!("{e}.position_embeddings.weight"), &[t.max_position_embeddings, d])?,
@@ -117,8 +155,7 @@ impl ClapText {
             embed_norm: LayerNorm::load(store, &format!("{e}.LayerNorm"), d, eps)?,
             layers,
             pooler: Linear::load(store, &format!("{prefix}.text_model.pooler.dense"), d, d, true)?,
-            projection: (Linear::load(store, &format!("{proj}.linear1"), p, d, true)?, Unary::of(t.projection_hidden_act), Linear::load(store, &format!("{proj}.linear2"), p, p, true)?),
-            ones: gpu.upload("clap normalise", &[p], store.dtype(), &vec![1.0; p])?,
+            projection: ClapProjection::load(gpu, store, &format!("{prefix}.text_projection"), d, p, Unary::of(t.projection_hidden_act))?,
             config: config.clone(),
         })
     }
@@ -149,8 +186,6 @@ impl ClapText {
             linear(format!("{l}.output.dense"), d, ff);
         }
         linear(format!("{prefix}.text_model.pooler.dense"), d, d);
-        linear(format!("{prefix}.text_projection.linear1"), p, d);
-        linear(format!("{prefix}.text_projection.linear2"), p, p);
         for i in 0..t.num_hidden_layers {
             let l = format!("{prefix}.text_model.encoder.layer.{i}");
             for n in ["attention.output.LayerNorm", "output.LayerNorm"] {
@@ -158,6 +193,7 @@ impl ClapText {
                 v.push((format!("{l}.{n}.bias"), vec![d]));
             }
         }
+        v.extend(ClapProjection::tensors(&format!("{prefix}.text_projection"), d, p));
         v
     }
 
@@ -208,11 +244,7 @@ impl ClapText {
         let pooled = rec.gather_rows(&h, &first)?;
         let pooled = self.pooler.forward(rec, &pooled)?;
         let pooled = rec.unary(Unary::Tanh, &pooled)?;
-        let (linear1, act, linear2) = &self.projection;
-        let projected = linear1.forward(rec, &pooled)?;
-        let projected = rec.unary(*act, &projected)?;
-        let projected = linear2.forward(rec, &projected)?;
-        Ok(rec.l2_norm(&projected, &self.ones, NORMALIZE_EPS)?)
+        self.projection.forward(rec, &pooled)
     }
 
     /// Multiply-adds ×2 of one prompt of `len` tokens.

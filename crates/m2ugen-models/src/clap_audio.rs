@@ -26,7 +26,7 @@
 //! reference adds), both precomputed at load per block: `(windows, heads, n, n)` for shifted
 //! blocks, `(heads, n, n)` shared by every window otherwise.
 
-use crate::clap::NORMALIZE_EPS;
+use crate::clap::ClapProjection;
 use crate::layers::{LayerNorm, Linear, Mlp};
 use crate::{Error, Result, Store};
 use m2ugen_core::config::audioldm2::ClapAudioConfig;
@@ -76,9 +76,7 @@ pub struct ClapAudio {
     patch_norm: Option<LayerNorm>,
     stages: Vec<Stage>,
     norm: LayerNorm,
-    projection: (Linear, Unary, Linear),
-    /// Ones, `(projection_dim)`: the L2 norm's per-column scale.
-    ones: GpuTensor,
+    projection: ClapProjection,
 }
 
 /// Row `r` of the windows (window after window, `window²` rows each, row-major inside) is token
@@ -236,15 +234,13 @@ impl ClapAudio {
             stages.push(Stage { side, window, heads, blocks, merging });
         }
         let (h, pd) = (c.hidden_size, c.projection_dim);
-        let proj = format!("{prefix}.audio_projection");
         Ok(ClapAudio {
             batch_norm,
             patch,
             patch_norm,
             stages,
             norm: LayerNorm::load(store, &format!("{e}.norm"), h, TORCH_EPS)?,
-            projection: (Linear::load(store, &format!("{proj}.linear1"), pd, h, true)?, Unary::of(c.projection_hidden_act), Linear::load(store, &format!("{proj}.linear2"), pd, pd, true)?),
-            ones: gpu.upload("clap audio normalise", &[pd], store.dtype(), &vec![1.0; pd])?,
+            projection: ClapProjection::load(gpu, store, &format!("{prefix}.audio_projection"), h, pd, Unary::of(c.projection_hidden_act))?,
             config: config.clone(),
         })
     }
@@ -252,18 +248,7 @@ impl ClapAudio {
     /// Every tensor [`ClapAudio::load`] takes under `prefix`, with its shape.
     pub fn tensors(prefix: &str, c: &ClapAudioConfig) -> Vec<(String, Vec<usize>)> {
         let e = encoder(prefix);
-        let mut v = Vec::new();
-        let mut vector = |name: String, n: usize| v.push((name, vec![n]));
-        for part in ["running_mean", "running_var", "weight", "bias"] {
-            vector(format!("{e}.batch_norm.{part}"), c.num_mel_bins);
-        }
-        let width = c.patch_embeds_hidden_size;
-        let mut v2 = vec![(format!("{e}.patch_embed.proj.weight"), vec![width, c.patch_embed_input_channels, c.patch_size, c.patch_size]), (format!("{e}.patch_embed.proj.bias"), vec![width])];
-        if c.enable_patch_layer_norm {
-            v2.push((format!("{e}.patch_embed.norm.weight"), vec![width]));
-            v2.push((format!("{e}.patch_embed.norm.bias"), vec![width]));
-        }
-        v.extend(v2);
+        let mut v: Vec<(String, Vec<usize>)> = ["running_mean", "running_var", "weight", "bias"].iter().map(|part| (format!("{e}.batch_norm.{part}"), vec![c.num_mel_bins])).collect();
         let linear = |v: &mut Vec<(String, Vec<usize>)>, name: String, out: usize, inp: usize, bias: bool| {
             v.push((format!("{name}.weight"), vec![out, inp]));
             if bias {
@@ -274,6 +259,12 @@ impl ClapAudio {
             v.push((format!("{name}.weight"), vec![n]));
             v.push((format!("{name}.bias"), vec![n]));
         };
+        let width = c.patch_embeds_hidden_size;
+        v.push((format!("{e}.patch_embed.proj.weight"), vec![width, c.patch_embed_input_channels, c.patch_size, c.patch_size]));
+        v.push((format!("{e}.patch_embed.proj.bias"), vec![width]));
+        if c.enable_patch_layer_norm {
+            norm(&mut v, format!("{e}.patch_embed.norm"), width);
+        }
         let span = 2 * c.window_size - 1;
         for (i, (&depth, &heads)) in c.depths.iter().zip(&c.num_attention_heads).enumerate() {
             let d = c.stage_width(i);
@@ -296,8 +287,7 @@ impl ClapAudio {
             }
         }
         norm(&mut v, format!("{e}.norm"), c.hidden_size);
-        linear(&mut v, format!("{prefix}.audio_projection.linear1"), c.projection_dim, c.hidden_size, true);
-        linear(&mut v, format!("{prefix}.audio_projection.linear2"), c.projection_dim, c.projection_dim, true);
+        v.extend(ClapProjection::tensors(&format!("{prefix}.audio_projection"), c.hidden_size, c.projection_dim));
         v
     }
 
@@ -363,15 +353,17 @@ impl ClapAudio {
         Ok(rec.sum_rows(&h, None, None, 1.0 / h.rows() as f32)?)
     }
 
-    /// The normalised audio embedding `(1, projection_dim)` of one clip's spectrogram (see
-    /// [`ClapAudio::pooled`]): what CLAP compares with a text's embedding.
+    /// The normalised audio embeddings `(rows, projection_dim)` of pooled outputs `(rows,
+    /// hidden_size)` (see [`ClapAudio::pooled`]).
+    pub fn project(&self, rec: &mut Recorder, pooled: &GpuTensor) -> Result<GpuTensor> {
+        self.projection.forward(rec, pooled)
+    }
+
+    /// The normalised audio embedding `(1, projection_dim)` of one clip's spectrogram: what
+    /// CLAP compares with a text's embedding.
     pub fn embed(&self, rec: &mut Recorder, features: &GpuTensor) -> Result<GpuTensor> {
         let pooled = self.pooled(rec, features)?;
-        let (linear1, act, linear2) = &self.projection;
-        let x = linear1.forward(rec, &pooled)?;
-        let x = rec.unary(*act, &x)?;
-        let x = linear2.forward(rec, &x)?;
-        Ok(rec.l2_norm(&x, &self.ones, NORMALIZE_EPS)?)
+        self.project(rec, &pooled)
     }
 }
 

@@ -34,9 +34,9 @@ pub const PREFIX: &str = "audioldm2";
 pub const MAX_SECONDS: f32 = 60.0;
 /// Most waveforms per prompt.
 pub const MAX_WAVEFORMS: usize = 8;
-/// Spectrogram channels of CLAP's feature extractor in its fusion form (the clip's spectrogram
-/// four times when it fits the window): what AudioLDM 2's CLAP reads, and the form implemented.
-pub const CLAP_CHANNELS: usize = 4;
+/// Spectrogram channels of CLAP's feature extractor in its fusion form, the form implemented:
+/// what AudioLDM 2's CLAP reads.
+pub const CLAP_CHANNELS: usize = m2ugen_media::clap_mel::CHANNELS;
 
 /// AudioLDM 2, loaded.
 pub struct Audioldm2 {
