@@ -139,18 +139,28 @@ macro_rules! gpu_test {
             async fn inner($gpu: &m2ugen_gpu::Gpu, $elem: m2ugen_gpu::registry::Elem) -> $crate::Result<()> $body
             let elem = m2ugen_gpu::registry::Elem::F32;
             let gpu = $crate::gpu(elem).await;
-            if let Err(e) = inner(&gpu, elem).await {
+            let result = inner(&gpu, elem).await;
+            // Dropped (its device destroyed) before a failure unwinds, not left to the collector.
+            drop(gpu);
+            if let Err(e) = result {
                 panic!("{} ({elem:?}): {e:#}", stringify!($name));
             }
         }
     };
 }
 
+/// The repository's test data (`tests/data`), found from the directory cargo runs the test in:
+/// `env!` gives the one it was built in, which a build cached from another checkout does not share.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn data_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR").map(std::path::PathBuf::from).unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()).join("data")
+}
+
 /// The MusicGen fixture directory (`musicgen/` and `io.safetensors`): `M2UGEN_MUSICGEN_FIXTURE`,
 /// or the repository's copy.
 #[cfg(not(target_arch = "wasm32"))]
 pub fn musicgen_fixture() -> std::path::PathBuf {
-    std::env::var_os("M2UGEN_MUSICGEN_FIXTURE").map(std::path::PathBuf::from).unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/musicgen"))
+    std::env::var_os("M2UGEN_MUSICGEN_FIXTURE").map(std::path::PathBuf::from).unwrap_or_else(|| data_dir().join("musicgen"))
 }
 
 /// The MusicGen fixture's `io.safetensors`.
