@@ -14,7 +14,7 @@ use m2ugen_weights::Manifest;
 /// `M2UGEN_AUDIOLDM2_FIXTURE`, or the repository's copy.
 #[cfg(not(target_arch = "wasm32"))]
 pub fn audioldm2_fixture() -> std::path::PathBuf {
-    std::env::var_os("M2UGEN_AUDIOLDM2_FIXTURE").map(std::path::PathBuf::from).unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/audioldm2"))
+    std::env::var_os("M2UGEN_AUDIOLDM2_FIXTURE").map(std::path::PathBuf::from).unwrap_or_else(|| crate::data_dir().join("audioldm2"))
 }
 
 /// The AudioLDM 2 fixture's `io.safetensors` (inputs `in.*`, `diffusers`' outputs `out.*`).

@@ -18,7 +18,7 @@ use m2ugen_weights::safetensors::InMemory;
 /// The CLAP audio fixture directory: `M2UGEN_CLAP_AUDIO_FIXTURE`, or the repository's copy.
 #[cfg(not(target_arch = "wasm32"))]
 pub fn clap_audio_fixture() -> std::path::PathBuf {
-    std::env::var_os("M2UGEN_CLAP_AUDIO_FIXTURE").map(std::path::PathBuf::from).unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/clap-audio"))
+    std::env::var_os("M2UGEN_CLAP_AUDIO_FIXTURE").map(std::path::PathBuf::from).unwrap_or_else(|| crate::data_dir().join("clap-audio"))
 }
 
 /// The CLAP audio fixture's `io.safetensors`.

@@ -3,6 +3,8 @@
 //! and bad input is named in one line with exit code 2.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use m2ugen_core::config::ModelKind;
 use m2ugen_core::quant::{padded_cols, scale_words_per_row, QuantFormat, QuantizedMatrix};
 use m2ugen_weights::{Manifest, StoredType};
@@ -14,7 +16,7 @@ use std::process::{Command, Output};
 fn fixture() -> (PathBuf, PathBuf) {
     let dir = std::env::var_os("M2UGEN_REFERENCE_FIXTURE")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/reference-m2ugen"));
+        .unwrap_or_else(|| common::data().join("reference-m2ugen"));
     let params = if dir.join("params.json").is_file() { dir.join("params.json") } else { dir.join("llama/params.json") };
     (dir.join("checkpoint.pth"), params)
 }
@@ -235,7 +237,7 @@ fn unusable_input_is_named_in_one_line() {
 fn musicgen_dir() -> PathBuf {
     let dir = std::env::var_os("M2UGEN_MUSICGEN_FIXTURE")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/musicgen"));
+        .unwrap_or_else(|| common::data().join("musicgen"));
     if dir.join("musicgen/model.safetensors").is_file() { dir.join("musicgen") } else { dir }
 }
 
@@ -349,7 +351,7 @@ fn a_converted_model_verifies_and_a_tampered_one_is_named() {
 }
 
 fn llama_layouts() -> PathBuf {
-    std::env::var_os("M2UGEN_LLAMA_FIXTURE").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/llama-layouts"))
+    std::env::var_os("M2UGEN_LLAMA_FIXTURE").map(PathBuf::from).unwrap_or_else(|| common::data().join("llama-layouts"))
 }
 
 fn run_convert(args: &[&std::ffi::OsStr]) -> Output {
@@ -412,13 +414,13 @@ fn a_checkpoint_over_a_base_llama_keeps_the_checkpoints_tensors() {
 }
 
 fn mu_llama() -> PathBuf {
-    std::env::var_os("M2UGEN_MU_LLAMA_FIXTURE").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/mu-llama"))
+    std::env::var_os("M2UGEN_MU_LLAMA_FIXTURE").map(PathBuf::from).unwrap_or_else(|| common::data().join("mu-llama"))
 }
 
 #[test]
 fn mu_llama_converts_over_its_llama_2_base_with_its_wide_adapter_and_no_output_tokens() {
     let (dir, out) = (mu_llama(), scratch("mu-llama"));
-    let tokenizer = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/tokenizer/tokenizer.model");
+    let tokenizer = common::data().join("tokenizer/tokenizer.model");
     let (checkpoint, base) = (dir.join("checkpoint.pth"), dir.join("base"));
     let run = run_convert(&[
         "--checkpoint".as_ref(), checkpoint.as_os_str(), "--llama".as_ref(), base.as_os_str(), "--tokenizer".as_ref(), tokenizer.as_os_str(),
@@ -555,7 +557,7 @@ fn musicgens_t5_tokenizer_is_converted_and_hash_listed() {
     for f in ["config.json", "model.safetensors"] {
         std::fs::copy(musicgen_dir().join(f), src.join(f)).unwrap();
     }
-    let tokenizer = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/t5-tokenizer/tokenizer.json")).unwrap();
+    let tokenizer = std::fs::read(common::data().join("t5-tokenizer/tokenizer.json")).unwrap();
     std::fs::write(src.join("tokenizer.json"), &tokenizer).unwrap();
     let out = scratch("musicgen-tokenizer");
     let run = Command::new(env!("CARGO_BIN_EXE_m2ugen")).args(["convert", "--out"]).arg(&out).arg("--hf").arg(format!("musicgen={}", src.display())).output().unwrap();
@@ -579,7 +581,7 @@ fn musicgens_t5_tokenizer_is_converted_and_hash_listed() {
 }
 
 fn audioldm2_dir() -> PathBuf {
-    std::env::var_os("M2UGEN_AUDIOLDM2_FIXTURE").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/audioldm2"))
+    std::env::var_os("M2UGEN_AUDIOLDM2_FIXTURE").map(PathBuf::from).unwrap_or_else(|| common::data().join("audioldm2"))
 }
 
 /// The parts of AudioLDM 2: role, folder, weights file.
@@ -813,7 +815,7 @@ fn audioldm2s_tokenizers_are_written_and_hash_listed() {
     std::fs::write(dir.join("tokenizer/vocab.json"), vocab).unwrap();
     std::fs::write(dir.join("tokenizer/merges.txt"), "#version: 0.2\nh e\nl l\nll o\nhe llo\n\u{120} w\n").unwrap();
     std::fs::create_dir_all(dir.join("tokenizer_2")).unwrap();
-    let t5 = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/t5-tokenizer/tokenizer.json")).unwrap();
+    let t5 = std::fs::read(common::data().join("t5-tokenizer/tokenizer.json")).unwrap();
     std::fs::write(dir.join("tokenizer_2/tokenizer.json"), &t5).unwrap();
     let run = convert_audioldm2_cli(&out, "--diffusers", &dir, &[]);
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));

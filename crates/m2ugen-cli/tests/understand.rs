@@ -56,7 +56,7 @@ fn chat_answers_as_the_library_and_goes_on_turn_by_turn() {
 #[test]
 fn chat_reads_real_encoders_files_and_a_video_through_ffmpeg() {
     // The media crate's files from real encoders (its tests/data/make.sh).
-    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../m2ugen-media/tests/data");
+    let data = manifest_dir().join("../m2ugen-media/tests/data");
     let m = model();
     for music in ["tone.flac", "tone.mp3", "tone.ogg"] {
         let out = m2ugen(&[os("chat"), os("--model"), m.as_os_str(), os("--music"), data.join(music).as_os_str(), os("--max-tokens"), os("2"), os("hi")], None);

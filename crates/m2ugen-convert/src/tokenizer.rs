@@ -289,7 +289,9 @@ mod tests {
     use super::*;
 
     fn fixture() -> std::path::PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/tokenizer/tokenizer.model")
+        // The directory cargo runs the test in, not the one it was built in (a build cached from
+        // another checkout of the repository keeps that checkout's path).
+        std::env::var_os("CARGO_MANIFEST_DIR").map(std::path::PathBuf::from).unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()).join("../../tests/data/tokenizer/tokenizer.model")
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Audio decoding: WAV written by hand here, the errors a user meets, each with its message.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use m2ugen_media::Limits;
 use m2ugen_media::audio::{Audio, MUSIC_RATE, decode_audio, music_from_bytes, to_music};
 
@@ -383,7 +385,7 @@ fn wav_with_a_riff_length_too_short() {
 // formula, not against another decode.
 
 fn data(name: &str) -> Vec<u8> {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name);
+    let path = common::manifest_dir().join("tests/data").join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 

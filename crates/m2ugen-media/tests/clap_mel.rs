@@ -2,6 +2,8 @@
 //! made by its `make_fixture.py`), plus hand-computed cases that do not need the fixture.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use m2ugen_media::clap_mel::{ClapMelSettings, clap_mel, stretch_frames};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -36,7 +38,7 @@ fn fold_to_image(x: &[f32], channels: usize, frames: usize, bins: usize, freq_ra
 fn fixture_dir() -> PathBuf {
     match std::env::var_os("M2UGEN_CLAP_AUDIO_FIXTURE") {
         Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/clap-audio"),
+        None => common::manifest_dir().join("../../tests/data/clap-audio"),
     }
 }
 

@@ -1,6 +1,8 @@
 //! Video as a folder of frames, and the even spacing of the picked frames.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::path::Path;
 
 use image::codecs::png::PngEncoder;
@@ -174,7 +176,7 @@ fn video_file_through_ffmpeg_when_installed() {
 
     // Real encoders' files (tests/data/make.sh): an H.264 clip of 16 frames of 40x30 with AAC
     // sound, and an MP3.
-    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    let data = common::manifest_dir().join("tests/data");
     let planar = frames_from_file(&data.join("clip.mp4"), 4, &Limits::default()).unwrap();
     assert_eq!((planar.frames, planar.channels, planar.height, planar.width), (4, 3, 30, 40));
     // ffmpeg's test pattern moves: the four frames picked differ from one another.

@@ -5,11 +5,11 @@ use m2ugen_tests::{block_on, native_elems};
 use m2ugen_weights::native::DirFetcher;
 use m2ugen_weights::safetensors::InMemory;
 use m2ugen_weights::StoredType;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// The fixture directory: `M2UGEN_REFERENCE_FIXTURE`, or the repository's copy.
 fn fixture() -> PathBuf {
-    std::env::var_os("M2UGEN_REFERENCE_FIXTURE").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("data/reference-m2ugen"))
+    std::env::var_os("M2UGEN_REFERENCE_FIXTURE").map(PathBuf::from).unwrap_or_else(|| m2ugen_tests::data_dir().join("reference-m2ugen"))
 }
 
 /// Converts the fixture's checkpoint into a fresh directory.
@@ -20,7 +20,7 @@ fn converted(tag: &str, quant: Option<QuantFormat>) -> PathBuf {
     let _ = std::fs::remove_dir_all(&out);
     let checkpoint = dir.join("checkpoint.pth");
     let configs: Vec<(String, PathBuf)> = ["mert", "vit", "vivit"].iter().map(|c| (c.to_string(), dir.join(c).join("config.json"))).collect();
-    let tokenizer = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/tokenizer/tokenizer.model");
+    let tokenizer = m2ugen_tests::data_dir().join("tokenizer/tokenizer.model");
     let inputs = Inputs { checkpoint: Some(&checkpoint), params: Some(&params), llama: None, tokenizer: Some(&tokenizer), hf: vec![], configs: configs.iter().map(|(c, f)| (c.clone(), f.as_path())).collect() };
     // 64 KiB shards: the embedding table and the head (66 KiB each) are cut over two, so the
     // model loads from pieces.
@@ -95,7 +95,7 @@ fn quantized_models_stay_close_to_the_float_one() {
 
 /// The `llama-layouts` fixture (`M2UGEN_LLAMA_FIXTURE`, or the repository's copy).
 fn llama_fixture() -> PathBuf {
-    std::env::var_os("M2UGEN_LLAMA_FIXTURE").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("data/llama-layouts"))
+    std::env::var_os("M2UGEN_LLAMA_FIXTURE").map(PathBuf::from).unwrap_or_else(|| m2ugen_tests::data_dir().join("llama-layouts"))
 }
 
 #[test]
@@ -128,7 +128,7 @@ fn llama_in_meta_and_hugging_face_layouts_gives_the_transformers_logits() {
 fn the_sentencepiece_model_becomes_a_tokenizer_that_encodes_as_worked_out_by_hand() {
     use m2ugen_convert::tokenizer::convert_tokenizer;
     use m2ugen_pipeline::tokenizer::{TextTokenizer, TokenizerError};
-    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/tokenizer/tokenizer.model");
+    let model = m2ugen_tests::data_dir().join("tokenizer/tokenizer.model");
     let json = convert_tokenizer(&model, None).unwrap();
     let tokenizer = TextTokenizer::from_bytes(&json).unwrap();
     if let Err(e) = m2ugen_tests::parity::check_tokenizer(&tokenizer) {
@@ -156,7 +156,7 @@ fn the_sentencepiece_model_becomes_a_tokenizer_that_encodes_as_worked_out_by_han
 /// The MU-LLaMA fixture (`M2UGEN_MU_LLAMA_FIXTURE`, or the repository's copy): its
 /// `checkpoint.pth` over the LLaMA-2 base in `base/`, and its forward's outputs.
 fn mu_llama_fixture() -> PathBuf {
-    std::env::var_os("M2UGEN_MU_LLAMA_FIXTURE").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mu-llama"))
+    std::env::var_os("M2UGEN_MU_LLAMA_FIXTURE").map(PathBuf::from).unwrap_or_else(|| m2ugen_tests::data_dir().join("mu-llama"))
 }
 
 #[test]
@@ -167,7 +167,7 @@ fn mu_llama_over_its_llama_2_base_gives_its_forward() {
     let out = std::env::temp_dir().join(format!("m2ugen-parity-mu-llama-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
     let (checkpoint, base) = (dir.join("checkpoint.pth"), dir.join("base"));
-    let tokenizer = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/tokenizer/tokenizer.model");
+    let tokenizer = m2ugen_tests::data_dir().join("tokenizer/tokenizer.model");
     let inputs = Inputs { checkpoint: Some(&checkpoint), params: None, llama: Some(&base), tokenizer: Some(&tokenizer), hf: vec![], configs: vec![] };
     convert(&inputs, &out, &Options { float: StoredType::F32, quant: None, shard_bytes: 1 << 20, model: "mu-llama".into(), kind: None }).unwrap();
 

@@ -11,9 +11,15 @@ pub fn fixture() -> PathBuf {
     std::env::var_os("M2UGEN_REFERENCE_FIXTURE").map(PathBuf::from).unwrap_or_else(|| data().join("reference-m2ugen"))
 }
 
-/// The repository's test data.
+/// The repository's test data, found from the directory cargo runs the test in (a build cached
+/// from another checkout keeps that checkout's path in `env!`).
 pub fn data() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data")
+    manifest_dir().join("../../tests/data")
+}
+
+/// This crate's directory at run time.
+pub fn manifest_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
 }
 
 pub fn scratch(name: &str) -> PathBuf {
