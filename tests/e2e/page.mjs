@@ -211,6 +211,8 @@ await scenario("main-flow", [...webgpu, "--use-fake-device-for-media-stream", "-
   const t1 = await makeTrack(page, "a calm piano piece", 0.3, 7, "text");
   report.longestTaskMs = await page.evaluate(() => window.__longest);
   shared = t1;
+  // Numbered among the tracks made, though a question took a job number before it.
+  await expectText(page, "[data-testid=track] h3", /^Track 1 \(MusicGen, text mode, seed 7\)/, "the first track is Track 1");
   if (!t1.src.startsWith("blob:")) throw new Error(`the player has no track: ${t1.src}`);
   if (!t1.link || !t1.link.includes("#m2ugen=1.")) throw new Error(`no share link: ${t1.link}`);
   report.linkLengthFor0_3s = t1.link.length;
@@ -238,6 +240,7 @@ await scenario("main-flow", [...webgpu, "--use-fake-device-for-media-stream", "-
   await expectText(page, "[data-testid=attachment]", /The model hears chord\.wav/, "the clip is heard again");
   const t2 = await makeTrack(page, "Make this music faster and add drums.", 0.3, 3, "caption");
   if (t2.sha === t1.sha) throw new Error("the edit gave the same samples as the text track");
+  await expectText(page, "[data-testid=track] h3", /^Track 3 \(/, "the third track made is Track 3");
   await expectText(page, "[data-testid=caption]", /The model's description/, "the caption is shown");
 
   // Lose the GPU device mid-generation: the page says so, reloads, and goes on.

@@ -64,6 +64,9 @@ pub struct TrackView {
     pub path: String,
     /// The SHA-256 of its samples (what the share-link test compares).
     pub samples_sha256: String,
+    /// Its place among the tracks made on this page, from 1 (a shared track opened here has
+    /// none): questions asked in between do not count, though they take job numbers.
+    pub number: Option<usize>,
 }
 
 /// The page's state, shared by its components.
@@ -283,7 +286,9 @@ fn on_reply(state: State, engine: Engine, env: Envelope<FromEngine>) {
         },
         FromEngine::Track(info) => {
             let samples = env.data.unwrap_or_default();
-            match track_view(info, &samples) {
+            let made = state.tracks.with_untracked(|t| t.iter().filter(|v| v.number.is_some()).count());
+            let number = (info.mode != "shared").then_some(made + 1);
+            match track_view(info, number, &samples) {
                 Ok(view) => state.tracks.update(|t| t.insert(0, view)),
                 Err(e) => state.fail(Failure::Other, e),
             }
@@ -327,7 +332,7 @@ fn on_reply(state: State, engine: Engine, env: Envelope<FromEngine>) {
 }
 
 /// A track's WAV, waveform and checksum.
-fn track_view(info: TrackInfo, samples: &[f32]) -> Result<TrackView, String> {
+fn track_view(info: TrackInfo, number: Option<usize>, samples: &[f32]) -> Result<TrackView, String> {
     use sha2::Digest;
     let wav = m2ugen_media::wav_bytes(samples, info.rate, 1).map_err(|e| e.to_string())?;
     let url = gloo_file::ObjectUrl::from(gloo_file::Blob::new_with_options(wav.as_slice(), Some("audio/wav")));
@@ -336,7 +341,7 @@ fn track_view(info: TrackInfo, samples: &[f32]) -> Result<TrackView, String> {
     // The URL lives as long as the page (the track stays playable and downloadable).
     let url_text = url.to_string();
     std::mem::forget(url);
-    Ok(TrackView { seconds: samples.len() as f64 / info.rate.max(1) as f64, path: waveform_path(&peaks(samples, 300), 600.0, 80.0), info, url: url_text, samples_sha256 })
+    Ok(TrackView { seconds: samples.len() as f64 / info.rate.max(1) as f64, path: waveform_path(&peaks(samples, 300), 600.0, 80.0), info, url: url_text, samples_sha256, number })
 }
 
 fn open_link(state: State, engine: Engine, link: String) {
@@ -980,9 +985,15 @@ fn Track(track: TrackView) -> impl IntoView {
             }
         }
     };
-    let title = if track.info.mode == "shared" { format!("Shared track ({})", track.info.decoder) } else { format!("Track {} ({}, {} mode, seed {})", track.info.job, track.info.decoder, track.info.mode, track.info.seed) };
+    let title = match track.number {
+        None => format!("Shared track ({})", track.info.decoder),
+        Some(n) => format!("Track {n} ({}, {} mode, seed {})", track.info.decoder, track.info.mode, track.info.seed),
+    };
     let carries = if share.as_ref().is_ok_and(|f| f.starts_with(m2ugen_pipeline::share::RECIPE_PREFIX)) { "it carries the recipe: opening it makes the track again on the opener's GPU" } else { "it carries the track itself" };
-    let file_name = format!("m2ugen-{}-seed{}.wav", track.info.job, track.info.seed);
+    let file_name = match track.number {
+        Some(n) => format!("m2ugen-track{n}-seed{}.wav", track.info.seed),
+        None => format!("m2ugen-shared-seed{}.wav", track.info.seed),
+    };
     view! {
         <li class="track" data-testid="track" data-samples-sha256=track.samples_sha256.clone()>
             <h3>{title}</h3>
