@@ -67,6 +67,19 @@ pub fn round_to(elem: Elem, v: &[f32]) -> Vec<f32> {
     }
 }
 
+/// Random weights for `tensors`, each drawn uniformly from the range `range` gives for its name
+/// and rounded to `elem`, put in `store` and returned by name.
+pub fn store_random(gpu: &Gpu, elem: Elem, store: &mut m2ugen_models::Store, rng: &mut m2ugen_core::rng::Rng, tensors: Vec<(String, Vec<usize>)>, range: impl Fn(&str) -> (f32, f32)) -> Result<std::collections::BTreeMap<String, Vec<f32>>> {
+    let mut all = std::collections::BTreeMap::new();
+    for (name, shape) in tensors {
+        let (lo, hi) = range(&name);
+        let values = round_to(elem, &rng.vec(shape.iter().product(), lo, hi));
+        store.insert_f32(gpu, &name, &shape, &values)?;
+        all.insert(name, values);
+    }
+    Ok(all)
+}
+
 /// Fails naming the first element outside `tol`, with both values and the shape.
 pub fn assert_close(what: &str, ours: &[f32], reference: &[f32], tol: Tol, shape: &[usize]) -> Result<()> {
     ensure!(ours.len() == reference.len(), "{what} {shape:?}: {} values, reference has {}", ours.len(), reference.len());

@@ -379,8 +379,8 @@ async fn rank_waveforms(gpu: &Gpu, model: &m2ugen_pipeline::audioldm2::Audioldm2
     let order = ranked(&scores);
     let listed: Vec<String> = order.iter().map(|&w| format!("{:.4} (noise {})", scores[w], w + 1)).collect();
     eprintln!("ranked by CLAP's audio-text score, best first: {}", listed.join(", "));
-    let mut audio: Vec<Option<Vec<f32>>> = audio.into_iter().map(Some).collect();
-    order.iter().filter_map(|&w| audio[w].take()).collect()
+    let mut audio = audio;
+    order.iter().map(|&w| std::mem::take(&mut audio[w])).collect()
 }
 
 /// A music error: the user's (a setting, or what the model cannot do: exit 2) or the work's.

@@ -261,6 +261,6 @@ impl Gpu {
 /// device destroyed, 8 runs of 8 passed).
 impl Drop for Gpu {
     fn drop(&mut self) {
-        self.device.destroy();
+        self.destroy();
     }
 }

@@ -5,7 +5,7 @@
 mod common;
 
 use m2ugen_media::clap_mel::{ClapMelSettings, clap_mel, stretch_frames};
-use std::collections::HashMap;
+use m2ugen_weights::safetensors::InMemory;
 use std::path::PathBuf;
 
 /// A plain reference of `reshape_mel2img`'s folding (the model does it by a permute on the GPU,
@@ -42,53 +42,33 @@ fn fixture_dir() -> PathBuf {
     }
 }
 
-/// A tensor from the fixture, as `f64` values, with its shape.
+/// A tensor from the fixture, with its shape.
 struct Tensor {
     shape: Vec<usize>,
-    values: Vec<f64>,
+    values: Vec<f32>,
 }
 
-/// The fixture's tensors (F32 and I64 only), parsed by hand: an 8-byte little-endian header
-/// length, a JSON header, then the data.
-fn load_fixture() -> HashMap<String, Tensor> {
+/// The fixture, read by the weights crate's safetensors reader.
+fn load_fixture() -> InMemory {
     let path = fixture_dir().join("io.safetensors");
-    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
-    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + header_len]).unwrap();
-    let data = &bytes[8 + header_len..];
-    let mut tensors = HashMap::new();
-    for (name, entry) in header.as_object().unwrap() {
-        if name == "__metadata__" {
-            continue;
-        }
-        let shape: Vec<usize> = entry["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
-        let offsets = &entry["data_offsets"];
-        let raw = &data[offsets[0].as_u64().unwrap() as usize..offsets[1].as_u64().unwrap() as usize];
-        let values: Vec<f64> = match entry["dtype"].as_str().unwrap() {
-            "F32" => raw.chunks_exact(4).map(|b| f64::from(f32::from_le_bytes(b.try_into().unwrap()))).collect(),
-            "I64" => raw.chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().unwrap()) as f64).collect(),
-            _ => continue,
-        };
-        assert_eq!(values.len(), shape.iter().product::<usize>(), "{name}");
-        tensors.insert(name.clone(), Tensor { shape, values });
-    }
-    tensors
+    InMemory::parse("io.safetensors", std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
 }
 
-fn as_f32(values: &[f64]) -> Vec<f32> {
-    values.iter().map(|&v| v as f32).collect()
+fn tensor(fixture: &InMemory, name: &str) -> Tensor {
+    let (values, shape) = fixture.f32(name).unwrap();
+    Tensor { shape, values }
 }
 
-fn max_abs_difference(got: &[f32], expected: &[f64]) -> f64 {
+fn max_abs_difference(got: &[f32], expected: &[f32]) -> f64 {
     assert_eq!(got.len(), expected.len());
-    got.iter().zip(expected).map(|(&g, &e)| (f64::from(g) - e).abs()).fold(0.0, f64::max)
+    got.iter().zip(expected).map(|(&g, &e)| (f64::from(g) - f64::from(e)).abs()).fold(0.0, f64::max)
 }
 
 /// The fixture's settings: AudioLDM 2's, with a window of `meta.max_length` samples and the
 /// fixture's mel bins.
-fn fixture_settings(fixture: &HashMap<String, Tensor>) -> ClapMelSettings {
-    let max_samples = fixture["meta.max_length"].values[0] as usize;
-    let mel_bins = fixture["out.input_features.0"].shape[2];
+fn fixture_settings(fixture: &InMemory) -> ClapMelSettings {
+    let max_samples = fixture.i64("meta.max_length").unwrap().0[0] as usize;
+    let mel_bins = tensor(fixture, "out.input_features.0").shape[2];
     ClapMelSettings { max_samples, mel_bins, ..ClapMelSettings::audioldm2() }
 }
 
@@ -100,8 +80,8 @@ fn log_mel_matches_the_feature_extractor() {
     for i in 0..3 {
         // Clip 2 is longer than the window: four different channels (the whole spectrogram
         // shrunk, three crops), which the fixture took at the starts clap_mel takes.
-        let clip = as_f32(&fixture[&format!("in.waveform_48k.{i}")].values);
-        let expected = &fixture[&format!("out.input_features.{i}")];
+        let clip = tensor(&fixture, &format!("in.waveform_48k.{i}")).values;
+        let expected = tensor(&fixture, &format!("out.input_features.{i}"));
         assert_eq!(expected.shape, [4, settings.frames(), settings.mel_bins]);
         let mel = clap_mel(&clip, &settings);
         assert_eq!(mel.len(), expected.values.len());
@@ -121,14 +101,14 @@ fn log_mel_matches_the_feature_extractor() {
 fn image_matches_reshape_mel2img() {
     let fixture = load_fixture();
     for i in 0..3 {
-        let normalized = &fixture[&format!("out.normalized_features.{i}")];
+        let normalized = tensor(&fixture, &format!("out.normalized_features.{i}"));
         let &[channels, frames, bins] = normalized.shape.as_slice() else { panic!("{:?}", normalized.shape) };
-        let expected = &fixture[&format!("out.image.{i}")];
+        let expected = tensor(&fixture, &format!("out.image.{i}"));
         // The image is (channels, bins · freq_ratio, frames the model reads / freq_ratio).
         let &[_, height, width] = expected.shape.as_slice() else { panic!("{:?}", expected.shape) };
         let ratio = height / bins;
         assert!(ratio > 1, "the fixture folds the spectrogram");
-        let stretched = stretch_frames(&as_f32(&normalized.values), channels, frames, bins, width * ratio);
+        let stretched = stretch_frames(&normalized.values, channels, frames, bins, width * ratio);
         let image = fold_to_image(&stretched, channels, width * ratio, bins, ratio);
         let difference = max_abs_difference(&image, &expected.values);
         println!("clip {i}: largest difference {difference:.2e}");

@@ -269,29 +269,25 @@ impl Mert {
         let (stride, kernel) = (self.convs[0].stride, self.config.conv_kernel[0]);
         let chunks: Vec<Range<usize>> = (0..rows).step_by(self.chunk_rows).map(|r| r * stride..((r + self.chunk_rows).min(rows) - 1) * stride + kernel).collect();
         let scale = 1.0 / rows as f32;
-        let mut mean: Option<GpuTensor> = None;
-        for samples in &chunks {
-            let y = self.first_conv(rec, waveform, samples.clone())?;
-            let part = rec.sum_rows(&y, None, None, scale)?;
-            mean = Some(match mean {
-                Some(m) => rec.add(&m, &part)?,
-                None => part,
-            });
-        }
-        let Some(mean) = mean else { return Err(Error::Request("mert: no rows to normalise".into())) };
-        let mean = mean.reshape(&[mean.numel()])?;
-        let mut variance: Option<GpuTensor> = None;
-        for samples in &chunks {
-            let y = self.first_conv(rec, waveform, samples.clone())?;
-            let part = rec.sum_squared_deviations(&y, &mean, scale)?;
-            variance = Some(match variance {
-                Some(v) => rec.add(&v, &part)?,
-                None => part,
-            });
-        }
-        let Some(variance) = variance else { return Err(Error::Request("mert: no rows to normalise".into())) };
-        let variance = variance.reshape(&[variance.numel()])?;
+        let mean = self.sum_over_chunks(rec, waveform, &chunks, |rec, y| Ok(rec.sum_rows(y, None, None, scale)?))?;
+        let variance = self.sum_over_chunks(rec, waveform, &chunks, |rec, y| Ok(rec.sum_squared_deviations(y, &mean, scale)?))?;
         Ok((mean, variance))
+    }
+
+    /// The sum over `chunks` (never empty) of `part` of each chunk's first convolution, as one
+    /// row `(conv_dim)`.
+    fn sum_over_chunks(&self, rec: &mut Recorder, waveform: &GpuTensor, chunks: &[Range<usize>], part: impl Fn(&mut Recorder, &GpuTensor) -> Result<GpuTensor>) -> Result<GpuTensor> {
+        let mut sum: Option<GpuTensor> = None;
+        for samples in chunks {
+            let y = self.first_conv(rec, waveform, samples.clone())?;
+            let p = part(rec, &y)?;
+            sum = Some(match sum {
+                Some(s) => rec.add(&s, &p)?,
+                None => p,
+            });
+        }
+        let sum = sum.expect("a window of at least one row has at least one chunk");
+        Ok(sum.reshape(&[sum.numel()])?)
     }
 
     /// Frames `frames` of the feature extractor `(frames, conv_dim)`, from `samples` of the

@@ -20,7 +20,7 @@ use crate::{Error, Result};
 use m2ugen_core::config::audioldm2::Audioldm2Config;
 use m2ugen_core::rng::Rng;
 use m2ugen_gpu::{Gpu, GpuTensor, Recorder};
-use m2ugen_media::clap_mel::{clap_mel, stretch_frames, ClapMelSettings};
+use m2ugen_media::clap_mel::{clap_mel, stretch_frames, ClapMelSettings, CHANNELS};
 use m2ugen_models::audioldm2_text::{Prompts, TextConditioning, TextEncoders};
 use m2ugen_models::clap_audio::ClapAudio;
 use m2ugen_models::hifigan::Hifigan;
@@ -34,9 +34,6 @@ pub const PREFIX: &str = "audioldm2";
 pub const MAX_SECONDS: f32 = 60.0;
 /// Most waveforms per prompt.
 pub const MAX_WAVEFORMS: usize = 8;
-/// Spectrogram channels of CLAP's feature extractor in its fusion form, the form implemented:
-/// what AudioLDM 2's CLAP reads.
-pub const CLAP_CHANNELS: usize = m2ugen_media::clap_mel::CHANNELS;
 
 /// AudioLDM 2, loaded.
 pub struct Audioldm2 {
@@ -548,8 +545,8 @@ pub fn clap_audio_support(config: &Audioldm2Config) -> std::result::Result<m2uge
     match config.clap.audio(&format!("{PREFIX}.clap.config")) {
         Ok(None) => Err("this model has no CLAP audio branch to score them with".into()),
         Err(e) => Err(format!("this model's CLAP audio branch is not one this port runs: {e}")),
-        Ok(Some(a)) if a.patch_embed_input_channels != CLAP_CHANNELS => {
-            Err(format!("this model's CLAP audio branch reads {} spectrogram channels, and only the feature extractor's fusion form ({CLAP_CHANNELS}) is implemented", a.patch_embed_input_channels))
+        Ok(Some(a)) if a.patch_embed_input_channels != CHANNELS => {
+            Err(format!("this model's CLAP audio branch reads {} spectrogram channels, and only the feature extractor's fusion form ({CHANNELS}) is implemented", a.patch_embed_input_channels))
         }
         Ok(Some(a)) => Ok(a),
     }
@@ -594,8 +591,8 @@ pub async fn clap_scores(gpu: &Gpu, model: &Audioldm2, tokenizers: &Audioldm2Tok
         if mel.is_empty() {
             return Err(Error::Unsupported(format!("waveform {} is empty: CLAP cannot score it", w + 1)));
         }
-        let stretched = stretch_frames(&mel, CLAP_CHANNELS, mel.len() / (CLAP_CHANNELS * bins), bins, frames);
-        let features = rec.upload("clap spectrogram", &[CLAP_CHANNELS, frames, bins], model.dtype, &stretched)?;
+        let stretched = stretch_frames(&mel, CHANNELS, settings.frames(), bins, frames);
+        let features = rec.upload("clap spectrogram", &[CHANNELS, frames, bins], model.dtype, &stretched)?;
         embeds.push(audio.embed(&mut rec, &features)?);
     }
     let refs: Vec<&GpuTensor> = embeds.iter().collect();

@@ -7,7 +7,7 @@ use m2ugen_core::StoredType;
 use m2ugen_gpu::{Recorder, Weight};
 use m2ugen_models::layers::{FeedForward, Linear, MultiHeadAttention, RmsNorm};
 use m2ugen_models::Store;
-use m2ugen_tests::{assert_close, gpu_test, round_to, Tol};
+use m2ugen_tests::{assert_close, gpu_test, round_to, store_random, Tol};
 
 /// Stores a linear layer `name` of `(out, inp)` with a bias, as the weight type asks; returns
 /// the weight the products see (dequantized) and the bias.
@@ -169,13 +169,7 @@ gpu_test!(async fn mert_feature_extractor_whole_and_in_chunks_matches_the_cpu(gp
     for (form, bias) in [("group", false), ("layer", true)] {
         let config = MertConfig { conv_dim: vec![12, 9, 7], conv_kernel: vec![10, 3, 2], conv_stride: vec![5, 2, 2], feat_extract_norm: form.into(), conv_bias: bias, hidden_size: 16, ..MertConfig::tiny() };
         let mut store = Store::new(elem.dtype());
-        let mut weights = std::collections::BTreeMap::new();
-        for (name, shape) in Mert::tensors("mert", &config) {
-            let n: usize = shape.iter().product();
-            let values = if name.ends_with("norm.weight") { round_to(elem, &rng.vec(n, 0.5, 1.5)) } else { round_to(elem, &rng.vec(n, -0.4, 0.4)) };
-            store.insert_f32(gpu, &name, &shape, &values)?;
-            weights.insert(name, values);
-        }
+        let weights = store_random(gpu, elem, &mut store, &mut rng, Mert::tensors("mert", &config), |name| if name.ends_with("norm.weight") { (0.5, 1.5) } else { (-0.4, 0.4) })?;
         let mut mert = Mert::load(gpu, &mut store, "mert", &config)?;
         // Off-centre samples, so that the GroupNorm's mean matters; 2719 samples give 542 rows
         // of the first convolution and 135 frames.
@@ -213,10 +207,7 @@ gpu_test!(async fn mert_feature_extractor_in_chunks_holds_no_whole_first_convolu
     // A wide first convolution and narrow later ones, as MERT's is the largest intermediate.
     let config = MertConfig { conv_dim: vec![96, 16, 8], conv_kernel: vec![10, 3, 2], conv_stride: vec![5, 2, 2], hidden_size: 8, ..MertConfig::tiny() };
     let mut store = Store::new(elem.dtype());
-    for (name, shape) in Mert::tensors("mert", &config) {
-        let n: usize = shape.iter().product();
-        store.insert_f32(gpu, &name, &shape, &round_to(elem, &rng.vec(n, -0.4, 0.4)))?;
-    }
+    store_random(gpu, elem, &mut store, &mut rng, Mert::tensors("mert", &config), |_| (-0.4, 0.4))?;
     let mut mert = Mert::load(gpu, &mut store, "mert", &config)?;
     let samples = 100_003;
     let tw = gpu.upload("wave", &[samples], elem.dtype(), &round_to(elem, &rng.vec(samples, -1.0, 1.0)))?;
@@ -248,13 +239,7 @@ gpu_test!(async fn clap_audio_folds_a_spectrogram_into_its_image(gpu, elem) {
     // 3 channels, awkwardly.
     let config = ClapAudioConfig { num_mel_bins: 32, patch_embed_input_channels: 3, ..ClapAudioConfig::tiny() };
     let mut store = Store::new(elem.dtype());
-    let mut stats = std::collections::BTreeMap::new();
-    for (name, shape) in ClapAudio::tensors("clap", &config) {
-        let n: usize = shape.iter().product();
-        let values = if name.ends_with("running_var") { round_to(elem, &rng.vec(n, 0.5, 4.0)) } else { round_to(elem, &rng.vec(n, -0.5, 0.5)) };
-        store.insert_f32(gpu, &name, &shape, &values)?;
-        stats.insert(name, values);
-    }
+    let stats = store_random(gpu, elem, &mut store, &mut rng, ClapAudio::tensors("clap", &config), |name| if name.ends_with("running_var") { (0.5, 4.0) } else { (-0.5, 0.5) })?;
     let model = ClapAudio::load(gpu, &mut store, "clap", &config)?;
     let (channels, frames, bins, r) = (3, config.frames(), 32, config.freq_ratio());
     assert_eq!((frames, r), (128, 2));
