@@ -198,6 +198,15 @@ impl ClapAudio {
             let (window, shift) = c.stage_window(i);
             let hidden = (c.mlp_ratio * d as f64) as usize;
             let span = 2 * c.window_size - 1;
+            // The window tables (rows into windows, and back): the even blocks' unshifted ones
+            // and the odd blocks' shifted ones, uploaded once for the stage.
+            let tables = |s: usize| -> Result<(GpuTensor, GpuTensor)> {
+                let rows = window_rows(side, window, s);
+                let name = format!("{e}.layers.{i} windows shifted by {s}");
+                Ok((gpu.upload_u32(&name, &[rows.len()], &rows)?, gpu.upload_u32(&format!("{name}, back"), &[rows.len()], &inverse(&rows))?))
+            };
+            let unshifted = tables(0)?;
+            let shifted = if shift > 0 { tables(shift)? } else { unshifted.clone() };
             let mut blocks = Vec::with_capacity(depth);
             for j in 0..depth {
                 let b = format!("{e}.layers.{i}.blocks.{j}");
@@ -207,7 +216,7 @@ impl ClapAudio {
                 let shift = if j % 2 == 1 { shift } else { 0 };
                 let table = store.values(&format!("{a}.relative_position_bias_table"), &[span * span, heads])?;
                 let bias = window_bias(&table, heads, window, side, shift);
-                let rows = window_rows(side, window, shift);
+                let (partition, merge_back) = if j % 2 == 1 { shifted.clone() } else { unshifted.clone() };
                 blocks.push(Block {
                     norm_before: LayerNorm::load(store, &format!("{b}.layernorm_before"), d, c.layer_norm_eps)?,
                     qkv: Linear::load_fused(gpu, store, &parts, d)?,
@@ -216,8 +225,8 @@ impl ClapAudio {
                     mlp: Mlp::load(store, &format!("{b}.intermediate.dense"), &format!("{b}.output.dense"), d, hidden, act, true)?,
                     bias_per_window: if shift > 0 { heads * window.pow(4) } else { 0 },
                     bias: gpu.upload(&format!("{a} bias"), &[bias.len()], DType::F32, &bias)?,
-                    partition: gpu.upload_u32(&format!("{b} windows"), &[rows.len()], &rows)?,
-                    merge_back: gpu.upload_u32(&format!("{b} windows back"), &[rows.len()], &inverse(&rows))?,
+                    partition,
+                    merge_back,
                 });
             }
             let merging = if i + 1 < c.depths.len() {
