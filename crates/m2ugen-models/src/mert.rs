@@ -207,12 +207,23 @@ impl Mert {
 
     /// Input samples the feature extractor needs for one frame.
     pub fn receptive_field(&self) -> usize {
-        self.config.conv_kernel.iter().zip(&self.config.conv_stride).rev().fold(1, |field, (k, s)| (field - 1) * s + k)
+        self.input_of(0, &(0..1)).len()
     }
 
     /// Frames for `samples` input samples (0 when too short for one).
     pub fn frames(&self, samples: usize) -> usize {
-        self.config.conv_kernel.iter().zip(&self.config.conv_stride).fold(samples, |len, (&k, &s)| if len < k { 0 } else { (len - k) / s + 1 })
+        self.rows_after(self.convs.len(), samples)
+    }
+
+    /// Rows out of the first `convs` convolutions for `len` input rows (0 when too short).
+    fn rows_after(&self, convs: usize, len: usize) -> usize {
+        self.convs[..convs].iter().zip(&self.config.conv_kernel).fold(len, |len, (conv, &k)| if len < k { 0 } else { (len - k) / conv.stride + 1 })
+    }
+
+    /// The input rows of convolution `from` that `rows` of the feature extractor's output read
+    /// (every convolution is unpadded).
+    fn input_of(&self, from: usize, rows: &Range<usize>) -> Range<usize> {
+        self.convs[from..].iter().zip(&self.config.conv_kernel[from..]).rev().fold(rows.clone(), |r, (conv, &k)| r.start * conv.stride..(r.end - 1) * conv.stride + k)
     }
 
     /// Sets how many rows of the first convolution's output one chunk of the feature extractor
@@ -230,7 +241,7 @@ impl Mert {
 
     /// Rows of the first convolution's output that `frames` consecutive frames need.
     fn rows_for_frames(&self, frames: usize) -> usize {
-        self.convs[1..].iter().zip(&self.config.conv_kernel[1..]).rev().fold(frames, |len, (conv, &k)| (len - 1) * conv.stride + k)
+        self.input_of(1, &(0..frames)).len()
     }
 
     /// Frames per chunk: as many as [`Self::set_chunk_rows`]'s rows cover.
@@ -241,7 +252,7 @@ impl Mert {
 
     /// The samples that frames `frames` of the feature extractor read.
     fn samples_for(&self, frames: &Range<usize>) -> Range<usize> {
-        self.convs.iter().zip(&self.config.conv_kernel).rev().fold(frames.clone(), |r, (conv, &k)| r.start * conv.stride..(r.end - 1) * conv.stride + k)
+        self.input_of(0, frames)
     }
 
     /// `samples` of the waveform `(1, len, 1)`, as a tensor of its own unless they are all of it.
@@ -327,7 +338,7 @@ impl Mert {
         if frames == 0 {
             return Err(Error::Request(format!("music: {samples} samples are too short for MERT, which needs at least {} (at 24 kHz)", self.receptive_field())));
         }
-        let first_rows = (samples - self.config.conv_kernel[0]) / self.convs[0].stride + 1;
+        let first_rows = self.rows_after(1, samples);
         let mut x = if first_rows <= self.chunk_rows {
             self.feature_rows(rec, waveform, 0..samples, 0..frames, None)?
         } else {

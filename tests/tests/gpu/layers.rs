@@ -171,6 +171,10 @@ gpu_test!(async fn mert_feature_extractor_whole_and_in_chunks_matches_the_cpu(gp
         let mut store = Store::new(elem.dtype());
         let weights = store_random(gpu, elem, &mut store, &mut rng, Mert::tensors("mert", &config), |name| if name.ends_with("norm.weight") { (0.5, 1.5) } else { (-0.4, 0.4) })?;
         let mut mert = Mert::load(gpu, &mut store, "mert", &config)?;
+        // Kernels 10, 3, 2 with strides 5, 2, 2: a frame reads 2 rows of the second
+        // convolution's output, (2 - 1)·2 + 3 = 5 of the first's, (5 - 1)·5 + 10 = 30 samples.
+        anyhow::ensure!(mert.receptive_field() == 30, "receptive field {}", mert.receptive_field());
+        anyhow::ensure!((mert.frames(29), mert.frames(30), mert.frames(2719)) == (0, 1, 135), "frames {:?}", (mert.frames(29), mert.frames(30), mert.frames(2719)));
         // Off-centre samples, so that the GroupNorm's mean matters; 2719 samples give 542 rows
         // of the first convolution and 135 frames.
         let wave = round_to(elem, &rng.vec(2719, -0.7, 1.3));
